@@ -1,0 +1,171 @@
+"""LongCat-Flash checkpoint names and shapes, and how they map onto the adapters' parameters.
+
+Checkpoint (Hub) layout, per decoder layer l and sublayer i in {0, 1}:
+    model.layers.{l}.{input_layernorm,post_attention_layernorm}.{i}.weight      [H]
+    model.layers.{l}.self_attn.{i}.{q_a_proj,q_b_proj,kv_a_proj_with_mqa,kv_b_proj,o_proj}.weight
+    model.layers.{l}.self_attn.{i}.{q_a_layernorm,kv_a_layernorm}.weight
+    model.layers.{l}.mlps.{i}.{gate_proj,up_proj,down_proj}.weight
+    model.layers.{l}.mlp.router.classifier.weight  [E, H] fp32,  mlp.router.e_score_correction_bias [E] fp32
+    model.layers.{l}.mlp.experts.{e}.{gate_proj,up_proj,down_proj}.weight  (real experts only)
+    model.mtp.*  (the MTP draft layer; the main model skips it)
+FP8 checkpoints add ``<linear>.weight_scale_inv`` beside every quantised linear weight.
+
+Both adapters name their parameters the same way, so one table maps checkpoint names onto them:
+``fused_qkv_a_proj`` = [q_a_proj; kv_a_proj_with_mqa], ``gate_up_proj`` = [gate_proj; up_proj],
+``mlp.experts.w13_*`` (gate = w1, up = w3) and ``mlp.experts.w2_*`` (down) for the routed experts.
+"""
+
+import re
+from dataclasses import dataclass
+
+from .config import LongcatConfig
+
+MTP_PREFIX = "model.mtp."
+
+# (param fragment, checkpoint fragment, shard id)
+STACKED_PARAMS = (
+    ("fused_qkv_a_proj", "q_a_proj", 0),
+    ("fused_qkv_a_proj", "kv_a_proj_with_mqa", 1),
+    ("gate_up_proj", "gate_proj", 0),
+    ("gate_up_proj", "up_proj", 1),
+)
+EXPERT_SHARDS = {"gate_proj": ("w13", "w1"), "up_proj": ("w13", "w3"), "down_proj": ("w2", "w2")}
+_EXPERT_RE = re.compile(r"^(.*\.mlp\.experts)\.(\d+)\.(gate_proj|up_proj|down_proj)\.(weight|weight_scale_inv)$")
+
+
+@dataclass(frozen=True)
+class ParamTarget:
+    """Where one checkpoint tensor goes: parameter name, shard id (int or 'w1'/'w2'/'w3'), expert id."""
+
+    param: str
+    shard: int | str | None = None
+    expert: int | None = None
+
+
+def is_mtp(name: str) -> bool:
+    return name.startswith(MTP_PREFIX)
+
+
+def param_target(name: str) -> ParamTarget:
+    """Checkpoint name of a main-model tensor -> its parameter in the adapters' models."""
+    match = _EXPERT_RE.match(name)
+    if match:
+        prefix, expert, proj, kind = match.groups()
+        stem, shard = EXPERT_SHARDS[proj]
+        return ParamTarget(f"{prefix}.{stem}_{kind}", shard, int(expert))
+    if ".mlp.experts." not in name:
+        for param, ckpt, shard in STACKED_PARAMS:
+            if f".{ckpt}." in name:
+                return ParamTarget(name.replace(f".{ckpt}.", f".{param}."), shard)
+    return ParamTarget(name)
+
+
+def _linear_shapes(config: LongcatConfig, attn: str, mlp: str, mlp_names, ffn: int):
+    h, heads = config.hidden_size, config.num_attention_heads
+    yield f"{attn}.q_a_proj", (config.q_lora_rank, h)
+    yield f"{attn}.q_b_proj", (heads * config.qk_head_dim, config.q_lora_rank)
+    yield f"{attn}.kv_a_proj_with_mqa", (config.kv_lora_rank + config.qk_rope_head_dim, h)
+    yield f"{attn}.kv_b_proj", (heads * (config.qk_nope_head_dim + config.v_head_dim), config.kv_lora_rank)
+    yield f"{attn}.o_proj", (h, heads * config.v_head_dim)
+    for proj, shape in zip(mlp_names, ((ffn, h), (ffn, h), (h, ffn))):
+        yield f"{mlp}.{proj}", shape
+
+
+def _norm_shapes(config: LongcatConfig, attn: str):
+    yield f"{attn}.q_a_layernorm.weight", (config.q_lora_rank,)
+    yield f"{attn}.kv_a_layernorm.weight", (config.kv_lora_rank,)
+
+
+def checkpoint_shapes(config: LongcatConfig, include_mtp: bool = True) -> dict[str, tuple[tuple, bool]]:
+    """Every checkpoint tensor name -> (shape, quantisable): quantisable linears get a weight_scale_inv in FP8.
+
+    Linear weights are listed with their ``.weight`` suffix; the router, norms, embeddings and lm_head
+    are never quantised.
+    """
+    h, v = config.hidden_size, config.vocab_size
+    skip = set(config.disable_quant_module)
+    out: dict[str, tuple[tuple, bool]] = {"model.embed_tokens.weight": ((v, h), False),
+                                          "model.norm.weight": ((h,), False)}
+    if not config.tie_word_embeddings:
+        out["lm_head.weight"] = ((v, h), False)
+    dense = ("gate_proj", "up_proj", "down_proj")
+    for layer in range(config.num_layers):
+        p = f"model.layers.{layer}"
+        for i in range(2):
+            out[f"{p}.input_layernorm.{i}.weight"] = ((h,), False)
+            out[f"{p}.post_attention_layernorm.{i}.weight"] = ((h,), False)
+            for name, shape in _linear_shapes(config, f"{p}.self_attn.{i}", f"{p}.mlps.{i}", dense,
+                                              config.ffn_hidden_size):
+                module = "self_attn" if ".self_attn." in name else "mlps"
+                out[f"{name}.weight"] = (shape, module not in skip)
+            out.update((n, (s, False)) for n, s in _norm_shapes(config, f"{p}.self_attn.{i}"))
+        out[f"{p}.mlp.router.classifier.weight"] = ((config.num_experts_total, h), False)
+        out[f"{p}.mlp.router.e_score_correction_bias"] = ((config.num_experts_total,), False)
+        ffn = config.expert_ffn_hidden_size
+        for e in range(config.n_routed_experts):
+            for proj, shape in zip(dense, ((ffn, h), (ffn, h), (h, ffn))):
+                out[f"{p}.mlp.experts.{e}.{proj}.weight"] = (shape, True)
+    if include_mtp:
+        out.update(_mtp_shapes(config))
+    return out
+
+
+def _mtp_shapes(config: LongcatConfig):
+    h, quant = config.hidden_size, "mtp" not in config.disable_quant_module
+    for layer in range(config.num_nextn_predict_layers):
+        p = f"{MTP_PREFIX}layers.{layer}"
+        yield f"{p}.eh_proj.weight", ((h, 2 * h), quant)
+        for norm in ("enorm.m", "hnorm.m", "input_layernorm", "post_attention_layernorm"):
+            yield f"{p}.{norm}.weight", ((h,), False)
+        for name, shape in _linear_shapes(config, f"{p}.self_attn", f"{p}.transformer_layer.mlp",
+                                          ("gate_proj", "up_proj", "down_proj"), config.ffn_hidden_size):
+            yield f"{name}.weight", (shape, quant)
+        yield from ((n, (s, False)) for n, s in _norm_shapes(config, f"{p}.self_attn"))
+    if config.num_nextn_predict_layers:
+        yield f"{MTP_PREFIX}embed_tokens.weight", ((config.vocab_size, h), False)
+        yield f"{MTP_PREFIX}norm.weight", ((h,), False)
+
+
+def scale_inv_shape(shape: tuple, block: tuple[int, int]) -> tuple[int, int]:
+    return (-(-shape[0] // block[0]), -(-shape[1] // block[1]))
+
+
+def expected_tensors(config: LongcatConfig, include_mtp: bool = False) -> dict[str, tuple]:
+    """name -> shape of every tensor a checkpoint of this config holds (scales too, for FP8)."""
+    block = config.fp8_block_size()
+    out = {}
+    for name, (shape, quantisable) in checkpoint_shapes(config, include_mtp).items():
+        out[name] = shape
+        if block and quantisable:
+            out[name + "_scale_inv"] = scale_inv_shape(shape, block)
+    return out
+
+
+class CheckpointChecker:
+    """Checks a stream of main-model checkpoint tensors against the config, passing them through.
+
+    Raises ``ValueError`` naming the tensor for an unexpected name or a wrong shape (both shapes
+    given), and at the end of the stream for tensors that never came. MTP tensors are skipped.
+    """
+
+    def __init__(self, config: LongcatConfig):
+        self.expected = expected_tensors(config, include_mtp=False)
+        self.seen: set[str] = set()
+
+    def __call__(self, weights):
+        for name, tensor in weights:
+            if is_mtp(name) or name.endswith("rotary_emb.inv_freq"):
+                continue
+            shape = self.expected.get(name)
+            if shape is None:
+                raise ValueError(f"LongCat-Flash checkpoint: unexpected tensor '{name}' {tuple(tensor.shape)} "
+                                 "(not part of this config's model)")
+            if tuple(tensor.shape) != tuple(shape):
+                raise ValueError(f"LongCat-Flash checkpoint: tensor '{name}' has shape {tuple(tensor.shape)}, "
+                                 f"the config expects {tuple(shape)}")
+            self.seen.add(name)
+            yield name, tensor
+        missing = sorted(set(self.expected) - self.seen)
+        if missing:
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise ValueError(f"LongCat-Flash checkpoint: missing tensors {missing[:5]}{more}")
