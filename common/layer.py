@@ -12,8 +12,9 @@ supplies follow that convention: a norm step takes (h, residual) and returns (no
 adding h into the residual first (residual None on the first layer). Each attention, dense-MLP and MoE
 step returns its fully reduced output: TP/EP all-reduce included, the MoE's identity term added after it.
 
-On CUDA the MoE branch runs on a side stream so its dispatch, expert GEMMs and combine overlap
-``mlps0 -> attn1 -> mlps1``; elsewhere it runs in order. The numbers are the same either way.
+On CUDA, in eager mode, the MoE branch runs on a side stream so its dispatch, expert GEMMs and combine
+overlap ``mlps0 -> attn1 -> mlps1``; elsewhere (CPU, or while torch.compile traces) it runs in order.
+The numbers are the same either way.
 """
 
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ class MoeSideStream:
         self._stream = None
 
     def start(self, moe: Block, m: torch.Tensor) -> Callable[[], torch.Tensor]:
-        if not (self.enabled and m.is_cuda):
+        if not (self.enabled and m.is_cuda) or torch.compiler.is_compiling():
             out = moe(m)
             return lambda: out
         if self._stream is None:

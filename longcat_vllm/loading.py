@@ -1,0 +1,59 @@
+"""Checkpoint loading for the vLLM adapter: checks, FP8 handling and the name table from longcat_common."""
+
+import logging
+from collections.abc import Iterable
+
+import torch
+
+from vllm.model_executor.model_loader.weight_utils import default_weight_loader
+from vllm.platforms import current_platform
+
+from longcat_common.checkpoint import CheckpointChecker, param_target
+from longcat_common.config import LongcatConfig
+from longcat_common.fp8 import Fp8CheckpointDequantizer
+from longcat_common.mla import fold_lora_scale
+
+logger = logging.getLogger("longcat_vllm")
+
+
+def fp8_kernels_available() -> bool:
+    return current_platform.is_cuda_alike() and current_platform.has_device_capability(89)
+
+
+def quant_config_for_device(vllm_config, config: LongcatConfig):
+    """vLLM's block-FP8 quant config where the device has FP8 kernels; None (bf16 weights) otherwise."""
+    block = config.fp8_block_size()  # raises for a quantisation scheme we do not support
+    if block is None or not fp8_kernels_available():
+        return None
+    return vllm_config.quant_config
+
+
+def _param_name(target_param: str) -> str:
+    """vLLM's FusedMoE keeps expert weights in its RoutedExperts submodule."""
+    return target_param.replace(".mlp.experts.w", ".mlp.experts.routed_experts.w")
+
+
+def load_longcat_weights(model: torch.nn.Module, config: LongcatConfig,
+                         weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
+    params = dict(model.named_parameters())
+    stream = CheckpointChecker(config)(weights)
+    block = config.fp8_block_size()
+    if block is not None and not any(n.endswith("weight_scale_inv") for n in params):
+        logger.warning("longcat-flash-plugins: no FP8 kernels on this device: dequantising the block-FP8 "
+                       "checkpoint to bf16 at load")
+        stream = Fp8CheckpointDequantizer(block, torch.bfloat16)(stream)
+    loaded: set[str] = set()
+    for name, tensor in stream:
+        target = param_target(name)
+        pname = _param_name(target.param)
+        param = params[pname]
+        tensor = fold_lora_scale(name, tensor, config)
+        if target.expert is not None:
+            param.weight_loader(param, tensor, pname, shard_id=target.shard, expert_id=target.expert,
+                                return_success=True)
+        elif target.shard is not None:
+            param.weight_loader(param, tensor, target.shard)
+        else:
+            getattr(param, "weight_loader", default_weight_loader)(param, tensor)
+        loaded.add(pname)
+    return loaded
