@@ -13,7 +13,7 @@ from longcat_common.config import LongcatConfig
 from longcat_common.fp8 import Fp8CheckpointDequantizer
 from longcat_common.mla import fold_lora_scale
 
-logger = logging.getLogger("longcat_vllm")
+logger = logging.getLogger("vllm.longcat_flash_plugins")  # under "vllm" to use its log handler
 
 
 def fp8_kernels_available() -> bool:

@@ -13,6 +13,7 @@ from vllm.model_executor.layers.logits_processor import LogitsProcessor
 from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead, VocabParallelEmbedding
 from vllm.model_executor.models.deepseek_v2 import DeepseekV2MLAAttention, DeepseekV2MLP
 from vllm.model_executor.models.utils import make_layers, maybe_prefix
+from vllm.sequence import IntermediateTensors
 
 from longcat_common import __version__
 from longcat_common.config import LongcatConfig
@@ -22,7 +23,7 @@ from .loading import load_longcat_weights, quant_config_for_device
 from .moe import LongcatMoE
 from .rope import MlaRope
 
-logger = logging.getLogger("longcat_vllm")
+logger = logging.getLogger("vllm.longcat_flash_plugins")  # under "vllm" to use its log handler
 
 
 def _fused_norm(norm: RMSNorm):
@@ -86,7 +87,9 @@ class LongcatFlashModel(nn.Module):
     def embed_input_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.embed_tokens(input_ids)
 
-    def forward(self, input_ids, positions, intermediate_tensors=None, inputs_embeds=None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor | None, positions: torch.Tensor,
+                intermediate_tensors: IntermediateTensors | None = None,
+                inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
         hidden = inputs_embeds if inputs_embeds is not None else self.embed_tokens(input_ids)
         residual = None
         for layer in self.layers[self.start_layer:self.end_layer]:

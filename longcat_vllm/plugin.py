@@ -5,7 +5,7 @@ import logging
 from longcat_common import __version__
 
 ARCHITECTURE = "LongcatFlashForCausalLM"
-logger = logging.getLogger("longcat_vllm")
+logger = logging.getLogger("vllm.longcat_flash_plugins")  # under "vllm" to use its log handler
 
 
 def register() -> None:
