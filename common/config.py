@@ -87,7 +87,7 @@ class LongcatConfig:
     def validate(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.type == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+            if f.type is int and (not isinstance(value, int) or isinstance(value, bool)):
                 raise ValueError(f"LongCat-Flash config: '{f.name}' must be an integer, got {value!r}")
         positive = ("vocab_size", "hidden_size", "num_layers", "num_attention_heads", "q_lora_rank",
                     "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
