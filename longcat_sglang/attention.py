@@ -1,0 +1,138 @@
+"""LongCat-Flash MLA on SGLang's layers, always in the absorbed (latent) form.
+
+One attention sublayer (there are two per decoder layer, KV-cache layer ids 2l and 2l+1):
+
+    [c_q | c_kv | k_pe] = fused_qkv_a_proj(x)          # [T, q_lora + kv_lora + rope]
+    q   = q_b_proj(q_a_layernorm(c_q))                  # [T, h, nope + rope]   (h = local heads)
+    c   = kv_a_layernorm(c_kv)                          # [T, kv_lora]           (cached latent)
+    q_lat = q_nope @ W_kc                               # [T, h, kv_lora]        (absorbed)
+    o_lat = attention(q = [q_lat | rope(q_pe)], k = [c | rope(k_pe)], v = c)   # [T, h, kv_lora]
+    out = o_proj(o_lat @ W_vc)                          # [T, H], all-reduced over attention TP
+
+The MLA LoRA scales are folded into the two norm weights at load (common/mla.py), so the cached
+latent is the scaled one. The absorbed form is used for prefill and decode alike, on every attention
+backend: SGLang's DeepSeek attention would pick an MHA prefill path for backends it has no handler for
+(``torch_native`` among them), and that path reads the 576-wide latent cache as 192-wide keys.
+"""
+
+import functools
+
+import torch
+from torch import nn
+
+from longcat_common.config import LongcatConfig
+from longcat_common.fp8 import FP8_DTYPE, dequantize_block_fp8
+from longcat_common.rope import apply_rope_interleaved, rope_cos_sin_cache
+from sglang.srt.layers.layernorm import RMSNorm
+from sglang.srt.layers.linear import ColumnParallelLinear, MergedColumnParallelLinear, RowParallelLinear
+from sglang.srt.layers.radix_attention import RadixAttention
+from sglang.srt.layers.rotary_embedding import get_rope
+from sglang.srt.model_executor.forward_batch_info import ForwardBatch
+from sglang.srt.model_executor.forward_context import get_attn_backend
+from sglang.srt.models.deepseek_common.utils import FORWARD_ABSORB_CORE_ATTENTION_BACKENDS
+from sglang.srt.runtime_context import attention_backends, get_parallel
+from sglang.srt.utils import add_prefix
+
+
+@functools.lru_cache(maxsize=None)
+def _shared_cos_sin_cache(rotary_dim: int, max_position: int, theta: float) -> torch.Tensor:
+    return rope_cos_sin_cache(rotary_dim, max_position, theta)
+
+
+class PortableRope(nn.Module):
+    """Interleaved RoPE from common/rope.py with one cos/sin cache shared by every layer.
+
+    Used off CUDA: SGLang's rotary embedding there calls ``vllm._custom_ops`` (absent) or, through the
+    DeepSeek factory, asserts a ``deepseek_yarn`` scaling that LongCat-Flash does not have.
+    """
+
+    def __init__(self, rotary_dim: int, max_position: int, theta: float):
+        super().__init__()
+        self.cos_sin_cache = _shared_cos_sin_cache(rotary_dim, max_position, float(theta))
+
+    def forward(self, positions: torch.Tensor, q_pe: torch.Tensor, k_pe: torch.Tensor):
+        return (apply_rope_interleaved(positions, q_pe, self.cos_sin_cache),
+                apply_rope_interleaved(positions, k_pe, self.cos_sin_cache))
+
+
+def make_rope(config: LongcatConfig, on_cuda: bool) -> nn.Module:
+    if on_cuda:
+        return get_rope(config.qk_rope_head_dim, rotary_dim=config.qk_rope_head_dim,
+                        max_position=config.max_position_embeddings, base=config.rope_theta,
+                        is_neox_style=False)
+    return PortableRope(config.qk_rope_head_dim, config.max_position_embeddings, config.rope_theta)
+
+
+def _backend_name(forward_batch: ForwardBatch) -> str:
+    """The attention backend serving this batch (prefill and decode may differ)."""
+    backend = get_attn_backend()
+    prefill, decode = attention_backends()
+    if forward_batch.forward_mode.is_decode_or_idle():
+        return getattr(backend, "decode_attention_backend_str", None) or decode
+    return getattr(backend, "prefill_attention_backend_str", None) or prefill
+
+
+class LongcatMLA(nn.Module):
+    def __init__(self, config: LongcatConfig, attn_layer_id: int, quant_config, on_cuda: bool, prefix: str):
+        super().__init__()
+        attn_tp = get_parallel().attn_tp_size
+        if config.num_attention_heads % attn_tp:
+            raise ValueError(f"LongCat-Flash: {config.num_attention_heads} attention heads do not split "
+                             f"over attention TP size {attn_tp}")
+        self.num_local_heads = config.num_attention_heads // attn_tp
+        self.nope, self.rope_dim, self.v_dim = config.qk_nope_head_dim, config.qk_rope_head_dim, config.v_head_dim
+        self.q_lora, self.kv_lora = config.q_lora_rank, config.kv_lora_rank
+        heads, h = config.num_attention_heads, config.hidden_size
+
+        self.fused_qkv_a_proj = MergedColumnParallelLinear(
+            h, [self.q_lora, self.kv_lora + self.rope_dim], bias=False, quant_config=quant_config,
+            prefix=add_prefix("fused_qkv_a_proj", prefix), parallel_group="replicated")
+        self.q_a_layernorm = RMSNorm(self.q_lora, eps=config.rms_norm_eps)
+        self.q_b_proj = ColumnParallelLinear(
+            self.q_lora, heads * config.qk_head_dim, bias=False, quant_config=quant_config,
+            prefix=add_prefix("q_b_proj", prefix), parallel_group="attn_tp")
+        self.kv_a_layernorm = RMSNorm(self.kv_lora, eps=config.rms_norm_eps)
+        self.kv_b_proj = ColumnParallelLinear(
+            self.kv_lora, heads * (self.nope + self.v_dim), bias=False, quant_config=quant_config,
+            prefix=add_prefix("kv_b_proj", prefix), parallel_group="attn_tp")
+        self.o_proj = RowParallelLinear(
+            heads * self.v_dim, h, bias=False, quant_config=quant_config, reduce_results=True,
+            prefix=add_prefix("o_proj", prefix), parallel_group="attn_tp")
+        self.rotary_emb = make_rope(config, on_cuda)
+        # One latent "KV head" of width kv_lora + rope; the value is its first kv_lora columns.
+        self.attn_mqa = RadixAttention(
+            self.num_local_heads, self.kv_lora + self.rope_dim, config.qk_head_dim ** -0.5, num_kv_heads=1,
+            layer_id=attn_layer_id, v_head_dim=self.kv_lora, quant_config=quant_config,
+            prefix=add_prefix("attn_mqa", prefix))
+        self.w_kc: torch.Tensor | None = None  # [h, nope, kv_lora]
+        self.w_vc: torch.Tensor | None = None  # [h, kv_lora, v]
+
+    def absorb_kv_b(self, dtype: torch.dtype) -> None:
+        """Splits kv_b_proj into the absorbed-MLA matrices; call once after loading (FP8 is dequantised)."""
+        w = self.kv_b_proj.weight
+        if w.dtype == FP8_DTYPE:
+            w = dequantize_block_fp8(w, self.kv_b_proj.weight_scale_inv, dtype=dtype)
+        w = w.view(self.num_local_heads, self.nope + self.v_dim, self.kv_lora)
+        self.w_kc = w[:, : self.nope].contiguous()
+        self.w_vc = w[:, self.nope:].transpose(1, 2).contiguous()
+
+    def forward(self, positions: torch.Tensor, x: torch.Tensor, forward_batch: ForwardBatch) -> torch.Tensor:
+        latent, _ = self.fused_qkv_a_proj(x)
+        c_q, c_kv, k_pe = latent.split([self.q_lora, self.kv_lora, self.rope_dim], dim=-1)
+        q, _ = self.q_b_proj(self.q_a_layernorm(c_q.contiguous()))
+        q_nope, q_pe = q.view(-1, self.num_local_heads, self.nope + self.rope_dim).split(
+            [self.nope, self.rope_dim], dim=-1)
+        c = self.kv_a_layernorm(c_kv.contiguous()).unsqueeze(1)  # [T, 1, kv_lora]
+        q_pe, k_pe = self.rotary_emb(positions, q_pe, k_pe.unsqueeze(1))
+        q_lat = torch.bmm(q_nope.transpose(0, 1), self.w_kc).transpose(0, 1)  # [T, h, kv_lora]
+
+        if _backend_name(forward_batch) in FORWARD_ABSORB_CORE_ATTENTION_BACKENDS:
+            o_lat = self.attn_mqa(q_lat, c, c, forward_batch, q_rope=q_pe, k_rope=k_pe)
+        else:  # backends that take the rope part concatenated (torch_native, triton, flashmla, ...)
+            q_full = torch.cat([q_lat, q_pe.to(q_lat.dtype)], dim=-1)
+            k_full = torch.cat([c, k_pe.to(c.dtype)], dim=-1)
+            o_lat = self.attn_mqa(q_full, k_full, c, forward_batch)
+        o_lat = o_lat.view(-1, self.num_local_heads, self.kv_lora)
+        o = torch.bmm(o_lat.transpose(0, 1), self.w_vc).transpose(0, 1)  # [T, h, v]
+        out, _ = self.o_proj(o.reshape(-1, self.num_local_heads * self.v_dim))
+        return out

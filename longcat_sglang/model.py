@@ -1,0 +1,174 @@
+"""LongCat-Flash for SGLang: the engine's layers wired to common/'s layer flow, routing and loading.
+
+Replaces SGLang's built-in ``LongcatFlashForCausalLM`` (registered by plugin.py). Parameter names follow
+common/checkpoint.py, so one mapping table serves this adapter and the vLLM one.
+"""
+
+import logging
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from longcat_common.checkpoint import CheckpointChecker, param_target
+from longcat_common.config import LongcatConfig
+from longcat_common.fp8 import Fp8CheckpointDequantizer
+from longcat_common.layer import IN_ORDER, MoeSideStream, ShortcutLayerSteps, shortcut_layer_forward
+from longcat_common.mla import fold_lora_scale
+from longcat_sglang.attention import LongcatMLA
+from longcat_sglang.moe import LongcatMoE
+from sglang.srt.eplb.expert_location import ModelConfigForExpertLocation
+from sglang.srt.layers.activation import SiluAndMul
+from sglang.srt.layers.layernorm import RMSNorm
+from sglang.srt.layers.linear import MergedColumnParallelLinear, RowParallelLinear
+from sglang.srt.layers.logits_processor import LogitsProcessor
+from sglang.srt.layers.vocab_parallel_embedding import ParallelLMHead, VocabParallelEmbedding
+from sglang.srt.model_executor.forward_batch_info import ForwardBatch
+from sglang.srt.model_loader.weight_utils import default_weight_loader
+from sglang.srt.runtime_context import get_device, get_parallel
+from sglang.srt.utils import add_prefix
+
+logger = logging.getLogger(__name__)
+
+# Printed once per model load; tests look for it to prove this class (not the built-in) served.
+ACTIVE_MESSAGE = "longcat-flash-plugins: serving LongcatFlashForCausalLM with longcat_sglang"
+
+
+def longcat_config(hf_config) -> LongcatConfig:
+    """SGLang's LongcatFlashConfig -> the validated common view (SGLang says num_hidden_layers for num_layers)."""
+    raw = hf_config.to_dict()
+    raw.setdefault("num_layers", hf_config.num_hidden_layers)
+    return LongcatConfig.from_dict(raw)
+
+
+def _on_cuda() -> bool:
+    return torch.device(get_device().device).type == "cuda"
+
+
+class LongcatDenseMLP(nn.Module):
+    def __init__(self, config: LongcatConfig, quant_config, prefix: str):
+        super().__init__()
+        h, ffn = config.hidden_size, config.ffn_hidden_size
+        self.gate_up_proj = MergedColumnParallelLinear(h, [ffn, ffn], bias=False, quant_config=quant_config,
+                                                       prefix=add_prefix("gate_up_proj", prefix))
+        self.down_proj = RowParallelLinear(ffn, h, bias=False, quant_config=quant_config, reduce_results=True,
+                                           prefix=add_prefix("down_proj", prefix))
+        self.act_fn = SiluAndMul()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate_up, _ = self.gate_up_proj(x)
+        out, _ = self.down_proj(self.act_fn(gate_up))
+        return out
+
+
+def _fused_add_norm(norm: RMSNorm):
+    """SGLang's RMSNorm as common/layer.py's norm step: (h, residual or None) -> (normed, residual)."""
+    return lambda h, residual: (norm(h), h) if residual is None else norm(h, residual)
+
+
+class LongcatDecoderLayer(nn.Module):
+    def __init__(self, config: LongcatConfig, layer_id: int, quant_config, on_cuda: bool, prefix: str):
+        super().__init__()
+        skip = set(config.disable_quant_module)
+        attn_quant = None if "self_attn" in skip else quant_config
+        mlp_quant = None if "mlps" in skip else quant_config
+        eps = config.rms_norm_eps
+        self.input_layernorm = nn.ModuleList(RMSNorm(config.hidden_size, eps=eps) for _ in range(2))
+        self.post_attention_layernorm = nn.ModuleList(RMSNorm(config.hidden_size, eps=eps) for _ in range(2))
+        self.self_attn = nn.ModuleList(
+            LongcatMLA(config, 2 * layer_id + i, attn_quant, on_cuda, prefix=add_prefix(f"self_attn.{i}", prefix))
+            for i in range(2))
+        self.mlps = nn.ModuleList(
+            LongcatDenseMLP(config, mlp_quant, prefix=add_prefix(f"mlps.{i}", prefix)) for i in range(2))
+        self.mlp = LongcatMoE(config, layer_id, quant_config, on_cuda, prefix=add_prefix("mlp", prefix))
+        # Collectives inside the MoE must keep one order on every rank: overlap only without TP.
+        self.side_stream = MoeSideStream() if on_cuda and get_parallel().tp_size == 1 else IN_ORDER
+
+    def forward(self, positions, hidden, residual, forward_batch: ForwardBatch):
+        steps = ShortcutLayerSteps(
+            input_norms=tuple(_fused_add_norm(n) for n in self.input_layernorm),
+            attentions=tuple(lambda h, a=a: a(positions, h, forward_batch) for a in self.self_attn),
+            post_attention_norms=tuple(_fused_add_norm(n) for n in self.post_attention_layernorm),
+            dense_mlps=tuple(self.mlps),
+            moe=self.mlp,
+        )
+        return shortcut_layer_forward(steps, hidden, residual, self.side_stream)
+
+
+class LongcatFlashModel(nn.Module):
+    def __init__(self, config: LongcatConfig, quant_config, on_cuda: bool, prefix: str):
+        super().__init__()
+        self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size,
+                                                   prefix=add_prefix("embed_tokens", prefix))
+        self.layers = nn.ModuleList(
+            LongcatDecoderLayer(config, i, quant_config, on_cuda, prefix=add_prefix(f"layers.{i}", prefix))
+            for i in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    def forward(self, input_ids, positions, forward_batch: ForwardBatch, input_embeds=None) -> torch.Tensor:
+        hidden = self.embed_tokens(input_ids) if input_embeds is None else input_embeds
+        residual = None
+        for layer in self.layers:
+            hidden, residual = layer(positions, hidden, residual, forward_batch)
+        hidden, _ = self.norm(hidden, residual)
+        return hidden
+
+
+class LongcatFlashForCausalLM(nn.Module):
+    def __init__(self, config, quant_config=None, prefix: str = ""):
+        super().__init__()
+        self.config = config
+        self.lc = longcat_config(config)
+        on_cuda = _on_cuda()
+        # Off CUDA there are no block-FP8 kernels: FP8 checkpoints are dequantised to bf16 at load.
+        self.dequantize_fp8 = self.lc.fp8_block_size() is not None and not on_cuda
+        if self.dequantize_fp8:
+            quant_config = None
+        self.quant_config = quant_config
+        self.model = LongcatFlashModel(self.lc, quant_config, on_cuda, prefix=add_prefix("model", prefix))
+        self.lm_head = ParallelLMHead(self.lc.vocab_size, self.lc.hidden_size, quant_config=quant_config,
+                                      prefix=add_prefix("lm_head", prefix))
+        self.logits_processor = LogitsProcessor(config)
+        logger.info("%s (device %s, tp %d, moe ep %d, fp8 %s)", ACTIVE_MESSAGE, get_device().device,
+                    get_parallel().tp_size, get_parallel().moe_ep_size,
+                    "dequantised to bf16" if self.dequantize_fp8 else bool(self.lc.fp8_block_size()))
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embed_tokens
+
+    @torch.no_grad()
+    def forward(self, input_ids, positions, forward_batch: ForwardBatch, input_embeds=None):
+        hidden = self.model(input_ids, positions, forward_batch, input_embeds)
+        return self.logits_processor(input_ids, hidden, self.lm_head, forward_batch)
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]):
+        stream = CheckpointChecker(self.lc)(weights)  # clear errors on names and shapes, skips MTP
+        if self.dequantize_fp8:
+            stream = Fp8CheckpointDequantizer(self.lc.fp8_block_size())(stream)
+        params = dict(self.named_parameters())
+        for name, tensor in stream:
+            target = param_target(name)
+            param = params[target.param]
+            tensor = fold_lora_scale(name, tensor, self.lc)
+            loader = getattr(param, "weight_loader", default_weight_loader)
+            if target.expert is not None:
+                loader(param, tensor, target.param, shard_id=target.shard, expert_id=target.expert)
+            elif target.shard is not None:
+                loader(param, tensor, target.shard)
+            else:
+                loader(param, tensor)
+        dtype = self.model.embed_tokens.weight.dtype
+        for layer in self.model.layers:
+            for attn in layer.self_attn:
+                attn.absorb_kv_b(dtype)
+
+    def get_embed_and_head(self):
+        return self.model.embed_tokens.weight, self.lm_head.weight
+
+    @classmethod
+    def get_model_config_for_expert_location(cls, config):
+        return ModelConfigForExpertLocation(num_layers=config.num_hidden_layers,
+                                            num_logical_experts=config.n_routed_experts)
+
+
+EntryClass = [LongcatFlashForCausalLM]

@@ -1,0 +1,96 @@
+"""LongCat-Flash's routed MoE with zero-computation experts, on SGLang's FusedMoE.
+
+Routing is common/routing.py's contract: zero-expert slots come back as id -1 with weight 0, so the
+FusedMoE dispatcher sends them nowhere (SGLang's EP id mapping keeps -1, its triton and DeepGEMM runners
+skip it), and the identity term ``identity_coef * x`` is added once, after the TP/EP all-reduce of the
+real experts' output. SGLang 0.5.23's built-in class does neither: it scales zero experts by 1 instead
+of routed_scaling_factor and adds them before the reduction (counted once per rank).
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from longcat_common.config import LongcatConfig
+from longcat_common.routing import add_identity, route_with_zero_experts
+from sglang.srt.distributed import tensor_model_parallel_all_reduce
+from sglang.srt.layers.linear import ReplicatedLinear
+from sglang.srt.layers.moe.fused_moe_triton.layer import FusedMoE
+from sglang.srt.layers.moe.token_dispatcher import StandardCombineInput
+from sglang.srt.layers.moe.topk import StandardTopKOutput
+from sglang.srt.layers.moe.utils import get_moe_a2a_backend
+from sglang.srt.layers.quantization.unquant import UnquantizedFusedMoEMethod
+from sglang.srt.runtime_context import get_exec, get_parallel
+from sglang.srt.utils import add_prefix
+
+
+class MaskedSlotsNativeMoEMethod(UnquantizedFusedMoEMethod):
+    """Unquantised experts off CUDA. SGLang's native MoE loop indexes experts by id and so cannot take
+    the -1 of a zero-expert slot (or of an expert another EP rank owns); this loop skips them.
+
+    dispatch ids [T, k] local expert ids or -1, weights [T, k] -> [T, H]: sum_k w * down(silu(gate) * up).
+    """
+
+    def _masked_experts(self, layer, dispatch_output) -> StandardCombineInput:
+        x = dispatch_output.hidden_states
+        weights, ids, _ = dispatch_output.topk_output
+        out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+        for expert in ids[ids >= 0].unique().tolist():
+            token, slot = (ids == expert).nonzero(as_tuple=True)
+            gate, up = F.linear(x[token], layer.w13_weight[expert]).chunk(2, dim=-1)
+            y = F.linear(F.silu(gate) * up, layer.w2_weight[expert])
+            out.index_add_(0, token, y.float() * weights[token, slot, None].float())
+        return StandardCombineInput(hidden_states=out.to(x.dtype))
+
+    forward_native = _masked_experts
+    forward_cpu = _masked_experts
+
+
+class LongcatRouter(nn.Module):
+    """fp32 router over real + zero experts; parameter names as in the checkpoint (never quantised)."""
+
+    def __init__(self, config: LongcatConfig, prefix: str):
+        super().__init__()
+        self.classifier = ReplicatedLinear(config.hidden_size, config.num_experts_total, bias=False,
+                                           params_dtype=torch.float32, quant_config=None,
+                                           prefix=add_prefix("classifier", prefix))
+        self.e_score_correction_bias = nn.Parameter(torch.zeros(config.num_experts_total, dtype=torch.float32),
+                                                    requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits, _ = self.classifier(x.float())
+        return logits  # [T, n_routed + n_zero] fp32
+
+
+class LongcatMoE(nn.Module):
+    def __init__(self, config: LongcatConfig, layer_id: int, quant_config, on_cuda: bool, prefix: str):
+        super().__init__()
+        if get_exec().moe.ep_dispatch_algorithm is not None:
+            raise ValueError("LongCat-Flash: zero experts do not support expert placement remapping; "
+                             "disable EPLB, redundant experts and --ep-dispatch-algorithm")
+        if not get_moe_a2a_backend().is_none():
+            raise ValueError(f"LongCat-Flash plugin: --moe-a2a-backend {get_moe_a2a_backend()} is not supported; "
+                             "expert parallelism runs on the standard dispatcher (--ep-size N)")
+        self.config = config
+        self.tp_size = get_parallel().tp_size
+        self.router = LongcatRouter(config, prefix=add_prefix("router", prefix))
+        self.experts = FusedMoE(
+            num_experts=config.n_routed_experts, top_k=config.moe_topk, layer_id=layer_id,
+            hidden_size=config.hidden_size, intermediate_size=config.expert_ffn_hidden_size,
+            reduce_results=False, quant_config=quant_config, prefix=add_prefix("experts", prefix),
+            quant_method=None if on_cuda else MaskedSlotsNativeMoEMethod())
+        backend = self.experts.runner_backend
+        # Runners that skip id -1 get the masked ids; others get expert 0 with weight 0 in those slots.
+        self.takes_masked_ids = backend is None or backend.is_triton() or backend.is_deep_gemm()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [T, H] (the post_attention_layernorm[0] output) -> [T, H], fully reduced, identity term included."""
+        logits = self.router(x)
+        c = self.config
+        routing = route_with_zero_experts(logits, self.router.e_score_correction_bias, c.moe_topk,
+                                          c.n_routed_experts, c.routed_scaling_factor)
+        ids = routing.topk_ids if self.takes_masked_ids else routing.ids_for_kernel(0)
+        routed = self.experts(x, StandardTopKOutput(routing.topk_weights, ids, logits))
+        if self.tp_size > 1:
+            routed = tensor_model_parallel_all_reduce(routed)
+        return add_identity(routed, routing.identity_coef, x)

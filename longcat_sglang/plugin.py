@@ -1,0 +1,47 @@
+"""SGLang plugin entry point (``sglang.srt.plugins``): serve LongCat-Flash with longcat_sglang.
+
+SGLang calls ``register()`` early in every process it starts. It logs and swallows any exception
+from a plugin and then silently serves its built-in class, so a failure here is logged loudly.
+"""
+
+import logging
+import sys
+
+logger = logging.getLogger(__name__)
+
+ARCHITECTURE = "LongcatFlashForCausalLM"
+
+
+def _enable_ep_moe_compat(args, *rest, **kwargs):
+    """``--enable-ep-moe`` (older SGLang, still in LongCat's deployment guide) = ``--ep-size <tp size>``.
+
+    SGLang 0.5.23 only knows ``--ep-size``; a BEFORE hook on ``prepare_server_args`` rewrites the argv.
+    """
+    if "--enable-ep-moe" not in args:
+        return None
+    args = [a for a in args if a != "--enable-ep-moe"]
+    tp = "1"
+    for flag in ("--tp", "--tp-size", "--tensor-parallel-size"):
+        if flag in args[:-1]:
+            tp = args[args.index(flag) + 1]
+    if not any(a in ("--ep", "--ep-size", "--expert-parallel-size") for a in args):
+        args += ["--ep-size", tp]
+    logger.info("longcat-flash-plugins: --enable-ep-moe read as --ep-size %s", tp)
+    return (args, *rest), kwargs
+
+
+def register() -> None:
+    from sglang.srt.plugins.hook_registry import HookRegistry, HookType
+
+    HookRegistry.register("sglang.srt.server_args.prepare_server_args", _enable_ep_moe_compat, HookType.BEFORE)
+    try:
+        from sglang.srt.models.registry import ModelRegistry
+
+        from longcat_sglang.model import LongcatFlashForCausalLM
+    except Exception:
+        logger.exception("longcat-flash-plugins: could not import longcat_sglang; SGLang would fall back "
+                         "to its built-in %s", ARCHITECTURE)
+        raise
+    ModelRegistry.models[ARCHITECTURE] = LongcatFlashForCausalLM
+    logger.info("longcat-flash-plugins: registered %s -> longcat_sglang.model (pid-wide, %s)",
+                ARCHITECTURE, sys.argv[0] or "python")
