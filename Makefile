@@ -14,4 +14,4 @@ test-sglang:
 	"$$(scripts/venv.sh sglang)/bin/python" -m pytest -q tests/sglang
 
 demo:
-	"$$(scripts/venv.sh vllm)/bin/python" examples/vllm_demo.py
+	cd examples && "$$(../scripts/venv.sh vllm)/bin/python" vllm_demo.py

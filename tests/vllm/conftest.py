@@ -1,0 +1,43 @@
+"""vLLM session helpers: one engine subprocess per configuration, shared by the tests that read it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+SERVED_BY_US = "LongcatFlashForCausalLM served by longcat_vllm"
+PROMPTS = [  # token ids of the tiny tokenizer's vocabulary, bos first
+    [1, 17, 200, 45, 99, 300, 12, 7, 650, 88, 23, 400],
+    [1, 5, 9, 33, 77, 100, 4, 8],
+    [1, 301, 302, 303, 304, 305, 306, 307, 308, 309, 310, 311, 312, 313, 314, 315, 316, 317],
+]
+MAX_TOKENS = 8
+
+
+def run_offline(spec: dict, tmp_path: Path, timeout: int = 600) -> tuple[dict | None, str]:
+    """Runs offline_run.py on ``spec``; returns (its JSON result or None if it failed, its whole log)."""
+    spec_file, out_file = tmp_path / "spec.json", tmp_path / "out.json"
+    spec_file.write_text(json.dumps({"prompts": PROMPTS, "max_tokens": MAX_TOKENS, "enforce_eager": True,
+                                     "dtype": "bfloat16", **spec}))
+    env = {**os.environ, "VLLM_LOGGING_LEVEL": "INFO"}
+    proc = subprocess.run([sys.executable, str(HERE / "offline_run.py"), str(spec_file), str(out_file)],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    log = proc.stdout + proc.stderr
+    return (json.loads(out_file.read_text()) if proc.returncode == 0 else None), log
+
+
+@pytest.fixture(scope="session")
+def offline_engine(tmp_path_factory):
+    """Cached runner: the same spec starts the engine once per session."""
+    cache: dict[str, tuple[dict | None, str]] = {}
+
+    def run(spec: dict):
+        key = json.dumps(spec, sort_keys=True)
+        if key not in cache:
+            cache[key] = run_offline(spec, tmp_path_factory.mktemp("vllm"))
+        return cache[key]
+    return run
