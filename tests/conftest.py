@@ -1,0 +1,39 @@
+"""Fixtures shared by every test session; engine-free (no vLLM / SGLang imports here)."""
+
+import pytest
+from tokenizers import Tokenizer
+
+from longcat_common.tiny import write_checkpoint
+
+PROMPTS = (  # typical prompts: English prose like the tokenizer's training text, code, the chat format
+    "The keeper climbed the stairs and lit the lamp before the sun had set.",
+    "A mixture of experts sends each token to a few specialists instead of all of them.",
+    "Hello, my name is Anna and I live in a small town near the sea. Every morning I",
+    "Mountains are formed over millions of years as the plates of the earth push against each other.",
+    "def add(a, b):\n    return a + b\n\nprint(add(2, 3))",
+    "SYSTEM:You are a helpful assistant. [Round 0] USER:Tell me a short story. ASSISTANT:",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    """Path of the tiny preset's bf16 checkpoint (seed 0), written once per session."""
+    return write_checkpoint(tmp_path_factory.mktemp("tiny"), preset="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_fp8_ckpt(tmp_path_factory):
+    """Path of the tiny preset's Chat-FP8 checkpoint: the quantisation of ``tiny_ckpt``'s weights."""
+    return write_checkpoint(tmp_path_factory.mktemp("tiny_fp8"), preset="tiny", fp8=True, seed=0)
+
+
+@pytest.fixture(scope="session")
+def prompts() -> list[str]:
+    return list(PROMPTS)
+
+
+@pytest.fixture(scope="session")
+def prompt_ids(tiny_ckpt) -> list[list[int]]:
+    """PROMPTS tokenised by the generated checkpoints' tokenizer (the same for every seed and preset)."""
+    tok = Tokenizer.from_file(str(tiny_ckpt / "tokenizer.json"))
+    return [tok.encode(p).ids for p in PROMPTS]
