@@ -24,6 +24,11 @@ def lora_norm_scale(name: str, config: LongcatConfig) -> float:
 
 
 def fold_lora_scale(name: str, tensor: torch.Tensor, config: LongcatConfig) -> torch.Tensor:
-    """Returns the checkpoint tensor ``name`` with its MLA LoRA factor folded in (a new tensor)."""
+    """Returns the checkpoint tensor ``name`` with its MLA LoRA factor folded in, as a new fp32 tensor.
+
+    The product stays fp32: rounding it back to the checkpoint's bf16 moves every latent-norm weight by
+    up to 0.35% and puts 0.002-0.02 nats between an fp32 engine and the oracle. The engine's weight
+    loader casts it to the parameter's dtype (one rounding for bf16 models, none for fp32).
+    """
     scale = lora_norm_scale(name, config)
-    return tensor if scale == 1.0 else (tensor.float() * scale).to(tensor.dtype)
+    return tensor if scale == 1.0 else tensor.float() * scale

@@ -50,6 +50,13 @@ def test_lora_scale_folded_into_norm_weights_only():
     assert fold_lora_scale("x.q_a_layernorm.weight", w, off) is w
 
 
+def test_lora_scale_fold_does_not_round_to_the_checkpoint_dtype():
+    c = LongcatConfig.from_dict(CHAT)
+    w = torch.rand(64).to(torch.bfloat16)
+    out = fold_lora_scale("x.self_attn.0.kv_a_layernorm.weight", w, c)
+    assert out.dtype == torch.float32 and torch.equal(out, w.float() * c.mla_lora_scales()[1])
+
+
 def test_interleaved_rope_on_strided_views_matches_complex_rotation():
     T, heads, nope, rot = 6, 3, 8, 8
     cache = rope_cos_sin_cache(rot, 64, 1e7)

@@ -1,8 +1,8 @@
 """vLLM's offline LLM API with the plugin against the transformers oracle, per engine configuration.
 
 Tolerances (max |log-prob difference| over every prompt position):
-  * float32 engine: 0.03. Same math as the fp32 oracle; kernels accumulate in another order, and a
-    router top-k near tie can flip an expert choice (measured 0.007-0.015).
+  * float32 engine: 1e-3. Same math as the fp32 oracle, kernels only sum in another order
+    (measured 1.1e-5; a router top-k near tie flipping an expert choice would show as more).
   * bfloat16 engine: twice transformers' own bf16-vs-fp32 gap on the same checkpoint and prompts,
     measured in this run (measured: HF gap 0.12, vLLM-bf16 vs fp32 oracle 0.13).
 Greedy continuations must agree token for token up to the first step whose oracle top-1 margin is
@@ -61,9 +61,9 @@ def test_served_by_the_plugin(engine):
 def test_prompt_logprobs_match_oracle(engine, oracle_runs):
     name, ckpt, result, _ = engine
     want, hf_bf16_gap, _ = oracle_runs(ckpt)
-    tol = 0.03 if name.startswith("fp32") else 2 * hf_bf16_gap
+    tol = 1e-3 if name.startswith("fp32") else 2 * hf_bf16_gap
     diffs = [_max_diff(w, got) for w, got in zip(want, result["prompt_logprobs"])]
-    print(f"{name}: max |dlogprob| per prompt {[round(d, 4) for d in diffs]}, tolerance {tol:.4f}")
+    print(f"{name}: max |dlogprob| per prompt {[f"{d:.2e}" for d in diffs]}, tolerance {tol:.2e}")
     assert max(diffs) <= tol
 
 
