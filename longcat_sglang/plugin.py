@@ -30,10 +30,20 @@ def _enable_ep_moe_compat(args, *rest, **kwargs):
     return (args, *rest), kwargs
 
 
+def _no_pynccl_on_gloo(init_group, group_ranks, local_rank, backend, *args, **kwargs):
+    """``--device cpu --tp N``: SGLang builds its process groups on gloo but still opens a pynccl (CUDA)
+    communicator on each and stops there. Without it, its all-reduce runs on the gloo group."""
+    if backend == "gloo":
+        kwargs["use_pynccl"] = False
+    return init_group(group_ranks, local_rank, backend, *args, **kwargs)
+
+
 def register() -> None:
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
     HookRegistry.register("sglang.srt.server_args.prepare_server_args", _enable_ep_moe_compat, HookType.BEFORE)
+    HookRegistry.register("sglang.srt.distributed.parallel_state.init_model_parallel_group", _no_pynccl_on_gloo,
+                          HookType.AROUND)
     try:
         from sglang.srt.models.registry import ModelRegistry
 

@@ -63,7 +63,7 @@ def test_prompt_logprobs_match_oracle(engine, oracle_runs):
     want, hf_bf16_gap, _ = oracle_runs(ckpt)
     tol = 1e-3 if name.startswith("fp32") else 2 * hf_bf16_gap
     diffs = [_max_diff(w, got) for w, got in zip(want, result["prompt_logprobs"])]
-    print(f"{name}: max |dlogprob| per prompt {[f"{d:.2e}" for d in diffs]}, tolerance {tol:.2e}")
+    print(f"{name}: max |dlogprob| per prompt {[f'{d:.2e}' for d in diffs]}, tolerance {tol:.2e}")
     assert max(diffs) <= tol
 
 
