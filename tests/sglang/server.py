@@ -1,0 +1,95 @@
+"""A real SGLang server (``python -m sglang.launch_server``) on loopback, on this machine's CPU.
+
+Built on tests/server.py (own process group, always killed as a group: SGLang forks a scheduler per
+TP rank and a detokenizer).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+from longcat_sglang.model import ACTIVE_MESSAGE
+from tests.server import free_port, running_server
+
+CPU_ARGS = ["--device", "cpu", "--attention-backend", "torch_native", "--disable-cuda-graph",
+            "--max-total-tokens", "8192", "--max-running-requests", "32"]
+START_TIMEOUT = 400
+
+
+def _command(model: Path, port: int, args) -> list[str]:
+    return [sys.executable, "-m", "sglang.launch_server", "--model-path", str(model), "--host", "127.0.0.1",
+            "--port", str(port), *CPU_ARGS, *args]
+
+
+def _env(args) -> dict:
+    """SGLang binds a CPU core set per TP rank and, with fewer NUMA nodes than ranks, wants them named."""
+    args = list(args)
+    tp = int(args[args.index("--tp") + 1]) if "--tp" in args else 1
+    return {"SGLANG_CPU_OMP_THREADS_BIND": "|".join(str(rank) for rank in range(tp))} if tp > 1 else {}
+
+
+class Server:
+    def __init__(self, url: str, log_path: Path):
+        self.url, self.log_path = url, log_path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def generate(self, input_ids: list[int], max_new_tokens: int = 1, logprob_start_len: int = 0) -> dict:
+        """Greedy ``/generate`` with the log-prob of the prompt tokens from ``logprob_start_len`` on
+        (SGLang recomputes, rather than reads from its prefix cache, the tokens it must score)."""
+        body = {"input_ids": input_ids, "return_logprob": True, "logprob_start_len": logprob_start_len,
+                "sampling_params": {"max_new_tokens": max_new_tokens, "temperature": 0.0}}
+        r = requests.post(f"{self.url}/generate", json=body, timeout=300)
+        r.raise_for_status()
+        return r.json()
+
+    def prompt_logprobs(self, input_ids: list[int]) -> list[float | None]:
+        """Teacher-forced log-prob of every prompt token given its prefix (None at position 0)."""
+        return [lp for lp, _token, _text in self.generate(input_ids)["meta_info"]["input_token_logprobs"]]
+
+
+@contextmanager
+def sglang_server(model: Path, log: Path, args=()):
+    """A ready server; fails if it does not log that longcat_sglang's class serves the model."""
+    port = free_port()
+    with running_server(_command(model, port, args), port, log, health="/health_generate",
+                        timeout=START_TIMEOUT, env=_env(args)) as url:
+        server = Server(url, log)
+        assert ACTIVE_MESSAGE in server.log(), "SGLang did not build longcat_sglang's LongcatFlashForCausalLM"
+        yield server
+
+
+def launch_expecting_failure(model: Path, log: Path, args=()) -> tuple[int | None, str]:
+    """Starts a server that must fail while loading; returns (exit code, log). The exit code is None
+    if it came up instead (it is then stopped)."""
+    port = free_port()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(_command(model, port, args), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(2)
+    finally:
+        code = proc.poll()
+        _kill_group(proc)
+    return code, log.read_text(errors="replace")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
