@@ -16,14 +16,11 @@ from longcat_common.mla import fold_lora_scale
 logger = logging.getLogger("vllm.longcat_flash_plugins")  # under "vllm" to use its log handler
 
 
-def fp8_kernels_available() -> bool:
-    return current_platform.is_cuda_alike() and current_platform.has_device_capability(89)
-
-
 def quant_config_for_device(vllm_config, config: LongcatConfig):
-    """vLLM's block-FP8 quant config where the device has FP8 kernels; None (bf16 weights) otherwise."""
+    """vLLM's block-FP8 quant config on CUDA / ROCm (vLLM picks the FP8 kernels, Marlin W8A16 on GPUs
+    without FP8 math); None, i.e. bf16 weights dequantised at load, elsewhere."""
     block = config.fp8_block_size()  # raises for a quantisation scheme we do not support
-    if block is None or not fp8_kernels_available():
+    if block is None or not current_platform.is_cuda_alike():
         return None
     return vllm_config.quant_config
 

@@ -2,9 +2,11 @@
 
 vLLM's fused-MoE kernels take a fixed-width [T, k] id tensor, so a zero slot must still carry an id.
 We give it weight 0 and the id that costs nothing where the kernel allows it:
-  * expert parallel on CUDA: an expert owned by the next EP rank; this rank's expert map sends it to
-    -1, so the slot is skipped here (no GEMM, no hot spot on expert 0); every rank routes the same
-    tokens and fills its own way, so no rank computes a zero slot.
+  * DeepEP all-to-all (HT, LL, v2): -1, which DeepEP's dispatch treats as "no expert" (no dispatch).
+  * expert parallel on CUDA without DeepEP: an expert this rank does not own; its expert map sends it
+    to -1, so the slot is skipped here (no GEMM, no hot spot on expert 0) -- the same trick vLLM's
+    DeepEP-HT prepare step uses for its own -1 ids. Every rank routes the same tokens and fills its
+    own way, so no rank computes a zero slot.
   * no expert map (TP only) on CUDA: expert 0 with weight 0 (the kernel computes the slot).
   * CPU backend: ``cpu_fused_moe`` ignores the expert map and cannot skip a slot (a -1 id gives
     wrong sums, an out-of-range id corrupts the heap), so ids are turned into this rank's local ids
@@ -22,7 +24,7 @@ from vllm.model_executor.layers.fused_moe.router.base_router import BaseRouter
 from vllm.platforms import current_platform
 
 from longcat_common.config import LongcatConfig
-from longcat_common.routing import add_identity, route_with_zero_experts
+from longcat_common.routing import MASKED_SLOT, add_identity, route_with_zero_experts
 
 
 class ZeroExpertSlotRouter(BaseRouter):
@@ -32,7 +34,17 @@ class ZeroExpertSlotRouter(BaseRouter):
         super().__init__(top_k=config.moe_topk, global_num_experts=config.n_routed_experts)
         self.config = config
         self.correction_bias = correction_bias
-        self.routed_experts = None  # set by LongcatMoE once FusedMoE exists (it owns the expert map)
+        self.expert_map: torch.Tensor | None = None
+        self.fill_id = 0
+
+    def bind(self, expert_map: torch.Tensor | None, parallel) -> None:
+        """Called once FusedMoE exists: its EP expert map (global id -> local id or -1) and parallel config."""
+        self.expert_map = expert_map
+        if parallel.use_deepep_ht_kernels or parallel.use_deepep_ll_kernels or parallel.use_deepep_v2_kernels:
+            self.fill_id = MASKED_SLOT  # DeepEP dispatch takes -1 as "no expert": nothing is sent
+        elif expert_map is not None and not current_platform.is_cpu():
+            remote = (expert_map < 0).nonzero()
+            self.fill_id = int(remote[0, 0]) if remote.numel() else 0
 
     @property
     def routing_method_type(self) -> RoutingMethodType:
@@ -45,21 +57,13 @@ class ZeroExpertSlotRouter(BaseRouter):
 
     def _compute_routing(self, hidden_states, router_logits, indices_type, *, input_ids=None):
         routing = self.route(router_logits)
-        expert_map = self.routed_experts.expert_map if self.routed_experts is not None else None
         if current_platform.is_cpu():
             ids = routing.topk_ids
-            if expert_map is not None:
-                ids = torch.where(ids >= 0, expert_map[ids.clamp(min=0).long()].to(ids.dtype), ids)
+            if self.expert_map is not None:
+                ids = torch.where(ids >= 0, self.expert_map[ids.clamp(min=0).long()].to(ids.dtype), ids)
             weights = routing.topk_weights.masked_fill(ids < 0, 0.0)
             return weights, ids.clamp(min=0).to(indices_type or torch.int32)
-        fill = _non_local_expert(expert_map) if expert_map is not None else 0
-        return routing.topk_weights, routing.ids_for_kernel(fill).to(indices_type or torch.int32)
-
-
-def _non_local_expert(expert_map: torch.Tensor) -> int:
-    """A global expert id this rank does not run (its expert map entry is -1)."""
-    remote = (expert_map < 0).nonzero()
-    return int(remote[0, 0]) if remote.numel() else 0
+        return routing.topk_weights, routing.ids_for_kernel(self.fill_id).to(indices_type or torch.int32)
 
 
 class LongcatRouter(nn.Module):
@@ -88,7 +92,7 @@ class LongcatMoE(nn.Module):
             intermediate_size=config.expert_ffn_hidden_size, renormalize=False, quant_config=quant_config,
             prefix=f"{prefix}.experts", router=self.slot_router, router_logits_dtype=torch.float32,
         )
-        self.slot_router.routed_experts = self.experts.routed_experts
+        self.slot_router.bind(self.experts.routed_experts.expert_map, self.experts.moe_config.moe_parallel_config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [T, H] (post_attention_layernorm[0] output) -> routed experts (reduced) + identity term [T, H]."""
