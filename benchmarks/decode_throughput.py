@@ -10,15 +10,14 @@ Run: $(scripts/venv.sh vllm)/bin/python benchmarks/decode_throughput.py [--eager
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from timing import median_seconds  # noqa: E402
 
 PROMPT_LEN, NEW_TOKENS, BATCHES, REPEATS = 16, 64, (1, 16), 3
 
@@ -26,16 +25,6 @@ PROMPT_LEN, NEW_TOKENS, BATCHES, REPEATS = 16, 64, (1, 16), 3
 def prompts(batch: int) -> list[list[int]]:
     gen = torch.Generator().manual_seed(batch)
     return [[1] + torch.randint(10, 900, (PROMPT_LEN - 1,), generator=gen).tolist() for _ in range(batch)]
-
-
-def median_seconds(fn) -> float:
-    fn()
-    runs = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs)
 
 
 def vllm_rates(ckpt: Path, eager: bool) -> dict[int, float]:
@@ -47,7 +36,7 @@ def vllm_rates(ckpt: Path, eager: bool) -> dict[int, float]:
     rates = {}
     for batch in BATCHES:
         inputs = [{"prompt_token_ids": p} for p in prompts(batch)]
-        rates[batch] = batch * NEW_TOKENS / median_seconds(lambda: llm.generate(inputs, params, use_tqdm=False))
+        rates[batch] = batch * NEW_TOKENS / median_seconds(lambda: llm.generate(inputs, params, use_tqdm=False), REPEATS)
     del llm
     return rates
 
@@ -63,7 +52,7 @@ def transformers_rates(ckpt: Path) -> dict[int, float]:
         run = lambda: model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS,  # noqa: E731
                                      min_new_tokens=NEW_TOKENS, do_sample=False)
         with torch.inference_mode():
-            rates[batch] = batch * NEW_TOKENS / median_seconds(run)
+            rates[batch] = batch * NEW_TOKENS / median_seconds(run, REPEATS)
     return rates
 
 

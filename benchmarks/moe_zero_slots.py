@@ -13,14 +13,12 @@ remap-to-0 vs ours (masked slots never dispatched).
 Run: $(scripts/venv.sh vllm)/bin/python benchmarks/moe_zero_slots.py
 """
 
-import statistics
-import time
-
 import torch
 from vllm._custom_ops import cpu_fused_moe, cpu_prepack_moe_weight
 
 from longcat_common.routing import MASKED_SLOT
 from longcat_common.tiny import PRESETS
+from timing import median_seconds
 
 P = PRESETS["bench"]
 H, I, E, K = P["hidden_size"], P["expert_ffn_hidden_size"], P["n_routed_experts"], P["moe_topk"]
@@ -38,13 +36,7 @@ def routing(share: float, gen: torch.Generator):
 
 
 def timed(fn) -> float:
-    fn()
-    runs = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs) * 1e3
+    return median_seconds(fn, REPEATS) * 1e3
 
 
 def main() -> None:
