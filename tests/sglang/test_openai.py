@@ -1,0 +1,93 @@
+"""SGLang's OpenAI-compatible endpoints serving the tiny checkpoint, driven by the ``openai`` client.
+
+The server runs in float32: the 16-concurrent-requests check compares batched against one-by-one greedy
+outputs, and in bf16 another batch shape can flip a near-tie of random weights. In float32 the served
+log-probs also match the fp32 oracle to rounding, which the first test checks.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from openai import OpenAI
+from transformers import AutoTokenizer
+
+from tests import oracle
+from tests.sglang.server import sglang_server
+
+MODEL = "longcat-tiny"
+CLEAR_MARGIN = 0.05  # oracle top-1 minus top-2 logit; float32 rounding is ~1e-4
+FP32_TOL = 2e-3  # max |d logprob| between the float32 server and the fp32 oracle
+NEW_TOKENS = 8
+
+
+@pytest.fixture(scope="module")
+def server(tiny_ckpt, tmp_path_factory):
+    log = tmp_path_factory.mktemp("sglang-fp32") / "server.log"
+    with sglang_server(tiny_ckpt, log, ["--dtype", "float32", "--served-model-name", MODEL]) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return OpenAI(base_url=server.url + "/v1", api_key="none")
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_ckpt):
+    """(tokenizer, ids -> oracle greedy ids cut before the first step with an unclear margin)."""
+    model, tok = oracle.load_oracle(tiny_ckpt), AutoTokenizer.from_pretrained(tiny_ckpt)
+
+    def clear_greedy(ids: list[int]) -> list[int]:
+        new, margins = oracle.greedy(model, ids, NEW_TOKENS)
+        return new[: next((i for i, m in enumerate(margins) if m < CLEAR_MARGIN), NEW_TOKENS)]
+    return tok, clear_greedy
+
+
+def _complete(client, prompt: str, **kw):
+    return client.completions.create(model=MODEL, prompt=prompt, max_tokens=NEW_TOKENS, temperature=0, **kw)
+
+
+def test_float32_logprobs_match_oracle_to_rounding(server, tiny_ckpt, prompt_ids):
+    model = oracle.load_oracle(tiny_ckpt)
+    gap = max(abs(a - b) for ids in prompt_ids
+              for a, b in zip(server.prompt_logprobs(ids)[1:], oracle.prompt_logprobs(model, ids)[1:]))
+    print(f"\nserver float32 vs oracle fp32: max |d logprob| = {gap:.2e}")
+    assert gap <= FP32_TOL
+
+
+def test_completions_match_oracle(client, reference, prompts):
+    tok, clear_greedy = reference
+    for prompt in prompts[:3]:
+        want = clear_greedy(tok(prompt)["input_ids"])
+        assert len(want) >= 3
+        assert _complete(client, prompt).choices[0].text.startswith(tok.decode(want))
+
+
+def test_chat_uses_the_tokenizer_template(client, reference):
+    tok, clear_greedy = reference
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Tell me about lamps."}]
+    ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    assert "[Round 0] USER:" in tok.decode(ids)
+    r = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=NEW_TOKENS, temperature=0)
+    assert r.usage.prompt_tokens == len(ids)
+    want = clear_greedy(ids)
+    assert len(want) >= 3 and r.choices[0].message.content.lstrip().startswith(tok.decode(want).lstrip())
+
+
+def test_streaming_equals_non_streaming(client, prompts):
+    streamed = "".join(c.choices[0].text for c in _complete(client, prompts[0], stream=True))
+    assert streamed == _complete(client, prompts[0]).choices[0].text
+    messages = [{"role": "user", "content": prompts[1]}]
+    chunks = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=NEW_TOKENS,
+                                            temperature=0, stream=True)
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    whole = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=NEW_TOKENS, temperature=0)
+    assert streamed == whole.choices[0].message.content
+
+
+def test_sixteen_concurrent_requests_equal_one_by_one(client, prompts):
+    batch = [f"{prompts[i % len(prompts)]} ({i})" for i in range(16)]
+    one_by_one = [_complete(client, p).choices[0].text for p in batch]
+    with ThreadPoolExecutor(16) as pool:
+        concurrent = list(pool.map(lambda p: _complete(client, p).choices[0].text, batch))
+    assert concurrent == one_by_one
