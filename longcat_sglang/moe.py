@@ -79,6 +79,13 @@ class LongcatMoE(nn.Module):
             hidden_size=config.hidden_size, intermediate_size=config.expert_ffn_hidden_size,
             reduce_results=False, quant_config=quant_config, prefix=add_prefix("experts", prefix),
             quant_method=None if on_cuda else MaskedSlotsNativeMoEMethod())
+        if not on_cuda and self.experts.moe_ep_size > 1:
+            # SGLang's dispatcher builds its global -> local expert map on first use on
+            # sglang.srt.utils.get_device(), which raises without an accelerator: give it the map (on CPU)
+            # by the rule the expert weight loader uses.
+            self.experts.dispatcher.local_expert_mapping = torch.tensor(
+                [self.experts._map_global_expert_id_to_local_expert_id(e) for e in range(config.n_routed_experts)],
+                dtype=torch.int32)
         backend = self.experts.runner_backend
         # Runners that skip id -1 get the masked ids; others get expert 0 with weight 0 in those slots.
         self.takes_masked_ids = backend is None or backend.is_triton() or backend.is_deep_gemm()

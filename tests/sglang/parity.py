@@ -1,0 +1,62 @@
+"""Comparing served prompt log-probs with the transformers oracle, with a tolerance the oracle justifies.
+
+The yardstick is transformers' own bf16 forward of the same checkpoint on the same prompts: the 95th
+percentile and the mean of |bf16 - fp32| teacher-forced log-prob over all prompt tokens. Another bf16
+implementation rounds in other places, so a bf16 server may differ from fp32 by up to TOL_FACTOR times
+each. The max is reported, not bounded: the tiny checkpoint's logits reach +-40, so improbable tokens
+carry large absolute errors, and bf16 noise can flip a near-tie in a top-k routing decision, which moves
+a few tokens by up to several nats (transformers' own bf16 run of the FP8 checkpoint does: max 5 nats).
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from tests import oracle
+
+TOL_FACTOR = 2.0
+CLEAR_MARGIN = 0.5  # oracle top-1 minus top-2 logit that bf16 noise (max logit error ~0.2 here) cannot flip
+
+
+@dataclass
+class Gap:
+    """Statistics of |a - b| over all scored tokens."""
+
+    p95: float
+    mean: float
+    max: float = float("nan")
+
+    @classmethod
+    def between(cls, a: list[list[float | None]], b: list[list[float | None]]) -> "Gap":
+        d = torch.tensor([abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb) if x is not None])
+        return cls(float(d.quantile(0.95)), float(d.mean()), float(d.max()))
+
+    def within(self, tol: "Gap") -> bool:
+        return self.p95 <= tol.p95 and self.mean <= tol.mean
+
+    def __str__(self):
+        worst = "" if self.max != self.max else f" / max {self.max:.4f}"
+        return f"p95 {self.p95:.4f} / mean {self.mean:.4f}{worst}"
+
+
+def reference_and_tolerance(ckpt, prompt_ids) -> tuple[list[list[float | None]], Gap]:
+    """(fp32 oracle prompt log-probs, bf16 tolerance) for the checkpoint (FP8: on its dequantised weights)."""
+    fp32 = [oracle.prompt_logprobs(oracle.load_oracle(ckpt), ids) for ids in prompt_ids]
+    bf16 = [oracle.prompt_logprobs(oracle.load_oracle(ckpt, torch.bfloat16), ids) for ids in prompt_ids]
+    yardstick = Gap.between(fp32, bf16)
+    tol = Gap(TOL_FACTOR * yardstick.p95, TOL_FACTOR * yardstick.mean)
+    print(f"\ntransformers bf16 vs fp32 |d logprob|: {yardstick}; tolerance {tol}")
+    return fp32, tol
+
+
+def greedy_matches(server, model, prompt_ids, new_tokens: int) -> int:
+    """Asserts the server's greedy continuations equal the oracle's up to its first unclear step;
+    returns the number of decode steps compared."""
+    compared = 0
+    for ids in prompt_ids:
+        want, margins = oracle.greedy(model, ids, new_tokens)
+        clear = next((i for i, m in enumerate(margins) if m < CLEAR_MARGIN), new_tokens)
+        got = server.generate(ids, max_new_tokens=new_tokens)["output_ids"]
+        assert got[:clear] == want[:clear], (ids, got, want, margins)
+        compared += clear
+    return compared
