@@ -10,6 +10,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from longcat_common import __version__
 from longcat_common.checkpoint import CheckpointChecker, param_target
 from longcat_common.config import LongcatConfig
 from longcat_common.fp8 import Fp8CheckpointDequantizer
@@ -19,6 +20,7 @@ from longcat_sglang.attention import LongcatMLA
 from longcat_sglang.moe import LongcatMoE
 from sglang.srt.eplb.expert_location import ModelConfigForExpertLocation
 from sglang.srt.layers.activation import SiluAndMul
+from sglang.srt.layers.dp_attention import is_dp_attention_enabled
 from sglang.srt.layers.layernorm import RMSNorm
 from sglang.srt.layers.linear import MergedColumnParallelLinear, RowParallelLinear
 from sglang.srt.layers.logits_processor import LogitsProcessor
@@ -30,8 +32,8 @@ from sglang.srt.utils import add_prefix
 
 logger = logging.getLogger(__name__)
 
-# Printed once per model load; tests look for it to prove this class (not the built-in) served.
-ACTIVE_MESSAGE = "longcat-flash-plugins: serving LongcatFlashForCausalLM with longcat_sglang"
+# Logged once per model build and rank; tests look for it to prove this class (not the built-in) serves.
+ACTIVE_MESSAGE = "LongcatFlashForCausalLM served by longcat_sglang"
 
 
 def longcat_config(hf_config) -> LongcatConfig:
@@ -117,6 +119,9 @@ class LongcatFlashModel(nn.Module):
 class LongcatFlashForCausalLM(nn.Module):
     def __init__(self, config, quant_config=None, prefix: str = ""):
         super().__init__()
+        if get_parallel().pp_size > 1 or is_dp_attention_enabled():
+            raise ValueError("longcat-flash-plugins: pipeline parallelism and DP attention are not supported; "
+                             "use --tp / --ep-size")
         self.config = config
         self.lc = longcat_config(config)
         on_cuda = _on_cuda()
@@ -129,7 +134,8 @@ class LongcatFlashForCausalLM(nn.Module):
         self.lm_head = ParallelLMHead(self.lc.vocab_size, self.lc.hidden_size, quant_config=quant_config,
                                       prefix=add_prefix("lm_head", prefix))
         self.logits_processor = LogitsProcessor(config)
-        logger.info("%s (device %s, tp %d, moe ep %d, fp8 %s)", ACTIVE_MESSAGE, get_device().device,
+        logger.info("longcat-flash-plugins %s: %s (device %s, tp %d, moe ep %d, fp8 %s)", __version__,
+                    ACTIVE_MESSAGE, get_device().device,
                     get_parallel().tp_size, get_parallel().moe_ep_size,
                     "dequantised to bf16" if self.dequantize_fp8 else bool(self.lc.fp8_block_size()))
 

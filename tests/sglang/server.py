@@ -22,7 +22,12 @@ CPU_ARGS = ["--device", "cpu", "--attention-backend", "torch_native", "--disable
 START_TIMEOUT = 400
 
 
-def _command(model: Path, port: int, args) -> list[str]:
+EXAMPLE_LAUNCHER = Path(__file__).parents[2] / "examples" / "sglang_serve.py"
+
+
+def _command(model: Path, port: int, args, launcher: Path | None = None) -> list[str]:
+    if launcher:  # a launch script taking MODEL and sglang.launch_server arguments (adds the CPU ones)
+        return [sys.executable, str(launcher), str(model), "--port", str(port), *args]
     return [sys.executable, "-m", "sglang.launch_server", "--model-path", str(model), "--host", "127.0.0.1",
             "--port", str(port), *CPU_ARGS, *args]
 
@@ -58,10 +63,10 @@ class Server:
 
 
 @contextmanager
-def sglang_server(model: Path, log: Path, args=()):
+def sglang_server(model: Path, log: Path, args=(), launcher: Path | None = None):
     """A ready server; fails if it does not log that longcat_sglang's class serves the model."""
     port = free_port()
-    with running_server(_command(model, port, args), port, log, health="/health_generate",
+    with running_server(_command(model, port, args, launcher), port, log, health="/health_generate",
                         timeout=START_TIMEOUT, env=_env(args)) as url:
         server = Server(url, log)
         assert ACTIVE_MESSAGE in server.log(), "SGLang did not build longcat_sglang's LongcatFlashForCausalLM"

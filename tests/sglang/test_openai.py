@@ -1,18 +1,24 @@
 """SGLang's OpenAI-compatible endpoints serving the tiny checkpoint, driven by the ``openai`` client.
 
-The server runs in float32: the 16-concurrent-requests check compares batched against one-by-one greedy
+The server is started by examples/sglang_serve.py, and examples/sglang_client.py runs against it.
+It runs in float32: the 16-concurrent-requests check compares batched against one-by-one greedy
 outputs, and in bf16 another batch shape can flip a near-tie of random weights. In float32 the served
 log-probs also match the fp32 oracle to rounding, which the first test checks.
 """
 
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from openai import OpenAI
 from transformers import AutoTokenizer
 
 from tests import oracle
-from tests.sglang.server import sglang_server
+from tests.sglang.server import EXAMPLE_LAUNCHER, sglang_server
+
+EXAMPLE_CLIENT = Path(__file__).parents[2] / "examples" / "sglang_client.py"
 
 MODEL = "longcat-tiny"
 CLEAR_MARGIN = 0.05  # oracle top-1 minus top-2 logit; float32 rounding is ~1e-4
@@ -23,7 +29,8 @@ NEW_TOKENS = 8
 @pytest.fixture(scope="module")
 def server(tiny_ckpt, tmp_path_factory):
     log = tmp_path_factory.mktemp("sglang-fp32") / "server.log"
-    with sglang_server(tiny_ckpt, log, ["--dtype", "float32", "--served-model-name", MODEL]) as s:
+    args = ["--dtype", "float32", "--served-model-name", MODEL, "--max-running-requests", "32"]
+    with sglang_server(tiny_ckpt, log, args, launcher=EXAMPLE_LAUNCHER) as s:
         yield s
 
 
@@ -91,3 +98,10 @@ def test_sixteen_concurrent_requests_equal_one_by_one(client, prompts):
     with ThreadPoolExecutor(16) as pool:
         concurrent = list(pool.map(lambda p: _complete(client, p).choices[0].text, batch))
     assert concurrent == one_by_one
+
+
+def test_example_client(server):
+    out = subprocess.run([sys.executable, str(EXAMPLE_CLIENT), server.url, "Hello"], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"model: {MODEL}" in out.stdout and "prompt log-probs:" in out.stdout, out.stdout
