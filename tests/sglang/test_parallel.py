@@ -1,11 +1,11 @@
-"""The SGLang server itself with TP=2 and expert parallelism on this CPU, against the oracle.
+"""The SGLang server itself with TP=2, and with TP=2 plus expert parallelism, on this CPU, against the oracle.
 
-``--tp 2 --enable-ep-moe``: attention heads, the dense MLPs and the vocabulary split over two ranks;
-the routed experts split 8 + 8 over the same ranks (``--enable-ep-moe`` is the plugin's alias for
-``--ep-size <tp>``, which SGLang 0.5.23 calls it). The ranks talk over gloo: the plugin turns off the
-pynccl communicator SGLang opens even on gloo groups, where it stops the CPU server at start.
-Each rank adds only its experts' output; the identity (zero-expert) term is added after the all-reduce,
-so it is counted once: added before, it would be doubled and the log-probs would leave the tolerance.
+Attention heads, the dense MLPs and the vocabulary split over two ranks. ``--tp 2``: every expert's
+intermediate dimension splits too (MoE-TP); ``--tp 2 --enable-ep-moe``: the experts split 8 + 8 instead
+(``--enable-ep-moe`` is the plugin's alias for SGLang 0.5.23's ``--ep-size <tp>``). The ranks talk over
+gloo: the plugin turns off the pynccl communicator SGLang opens even on gloo groups, where it stops the
+CPU server at start. Each rank adds only its share of the experts' output; the identity (zero-expert)
+term is added after the all-reduce, so it is counted once: added before, it would be doubled.
 """
 
 import pytest
@@ -15,23 +15,27 @@ from tests.sglang.parity import Gap, greedy_matches, reference_and_tolerance
 from tests.sglang.server import sglang_server
 
 
-@pytest.fixture(scope="module")
-def server(tiny_ckpt, tmp_path_factory):
-    log = tmp_path_factory.mktemp("sglang-tp2-ep2") / "server.log"
-    with sglang_server(tiny_ckpt, log, ["--tp", "2", "--enable-ep-moe"]) as s:
+LAYOUTS = {"tp2": (["--tp", "2"], 1), "tp2-ep2": (["--tp", "2", "--enable-ep-moe"], 2)}
+
+
+@pytest.fixture(scope="module", params=list(LAYOUTS))
+def server(request, tiny_ckpt, tmp_path_factory):
+    args, ep = LAYOUTS[request.param]
+    with sglang_server(tiny_ckpt, tmp_path_factory.mktemp(f"sglang-{request.param}") / "server.log", args) as s:
+        s.expected_ep = ep
         yield s
 
 
-def test_both_ranks_serve_our_class_with_expert_parallelism(server):
-    log = server.log()
+def test_both_ranks_serve_our_class(server):
+    lines = server.log().splitlines()
     for rank in (0, 1):
-        assert any(f" TP{rank} " in line and "tp 2, moe ep 2" in line for line in log.splitlines()), rank
+        assert any(f" TP{rank}" in line and f"tp 2, moe ep {server.expected_ep}" in line for line in lines), rank
 
 
 def test_prompt_logprobs_match_oracle(server, tiny_ckpt, prompt_ids):
     fp32, tol = reference_and_tolerance(tiny_ckpt, prompt_ids)
     gap = Gap.between([server.prompt_logprobs(ids) for ids in prompt_ids], fp32)
-    print(f"TP=2 EP=2 server bf16 vs oracle fp32 |d logprob|: {gap}")
+    print(f"TP=2 EP={server.expected_ep} server bf16 vs oracle fp32 |d logprob|: {gap}")
     assert gap.within(tol)
 
 
