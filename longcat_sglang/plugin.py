@@ -12,6 +12,14 @@ logger = logging.getLogger(__name__)
 ARCHITECTURE = "LongcatFlashForCausalLM"
 
 
+def _flag_value(args: list[str], flags: tuple[str, ...]) -> str | None:
+    for i, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if name in flags:
+            return value if eq else (args[i + 1] if i + 1 < len(args) else None)
+    return None
+
+
 def _enable_ep_moe_compat(args, *rest, **kwargs):
     """``--enable-ep-moe`` (older SGLang, still in LongCat's deployment guide) = ``--ep-size <tp size>``.
 
@@ -20,13 +28,9 @@ def _enable_ep_moe_compat(args, *rest, **kwargs):
     if "--enable-ep-moe" not in args:
         return None
     args = [a for a in args if a != "--enable-ep-moe"]
-    tp = "1"
-    for flag in ("--tp", "--tp-size", "--tensor-parallel-size"):
-        if flag in args[:-1]:
-            tp = args[args.index(flag) + 1]
-    if not any(a in ("--ep", "--ep-size", "--expert-parallel-size") for a in args):
+    tp = _flag_value(args, ("--tp", "--tp-size", "--tensor-parallel-size")) or "1"
+    if _flag_value(args, ("--ep", "--ep-size", "--expert-parallel-size")) is None:
         args += ["--ep-size", tp]
-    logger.info("longcat-flash-plugins: --enable-ep-moe read as --ep-size %s", tp)
     return (args, *rest), kwargs
 
 

@@ -1,0 +1,34 @@
+"""The entry point's registration and its two SGLang hooks, in process (the servers test them for real)."""
+
+from longcat_sglang import plugin
+from longcat_sglang.model import LongcatFlashForCausalLM
+
+
+def test_register_replaces_the_builtin_class():
+    from sglang.srt.models.registry import ModelRegistry
+
+    builtin, _ = ModelRegistry.resolve_model_cls(["LongcatFlashForCausalLM"])
+    assert builtin.__module__ == "sglang.srt.models.longcat_flash"
+    plugin.register()
+    assert ModelRegistry.resolve_model_cls(["LongcatFlashForCausalLM"]) == (LongcatFlashForCausalLM,
+                                                                            "LongcatFlashForCausalLM")
+
+
+def test_enable_ep_moe_means_ep_size_tp():
+    def rewrite(args):
+        result = plugin._enable_ep_moe_compat(args)
+        return args if result is None else result[0][0]
+    assert rewrite(["--tp", "8", "--enable-ep-moe"]) == ["--tp", "8", "--ep-size", "8"]
+    assert rewrite(["--tp-size=4", "--enable-ep-moe"]) == ["--tp-size=4", "--ep-size", "4"]
+    assert rewrite(["--tp", "4", "--enable-ep-moe", "--ep", "2"]) == ["--tp", "4", "--ep", "2"]
+    assert rewrite(["--tp", "4"]) == ["--tp", "4"]
+
+
+def test_pynccl_is_turned_off_on_gloo_groups_only():
+    calls = []
+
+    def init_group(group_ranks, local_rank, backend, **kwargs):
+        calls.append((backend, kwargs.get("use_pynccl")))
+    plugin._no_pynccl_on_gloo(init_group, [[0, 1]], 0, "gloo", group_name="tp")
+    plugin._no_pynccl_on_gloo(init_group, group_ranks=[[0, 1]], local_rank=0, backend="nccl", group_name="tp")
+    assert calls == [("gloo", False), ("nccl", None)]
