@@ -8,6 +8,7 @@ carry large absolute errors, and bf16 noise can flip a near-tie in a top-k routi
 a few tokens by up to several nats (transformers' own bf16 run of the FP8 checkpoint does: max 5 nats).
 """
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -60,3 +61,22 @@ def greedy_matches(server, model, prompt_ids, new_tokens: int) -> int:
         assert got[:clear] == want[:clear], (ids, got, want, margins)
         compared += clear
     return compared
+
+
+@contextlib.contextmanager
+def zero_experts_scaled(model, factor: float):
+    """The oracle with every zero-expert weight multiplied by ``factor``: 1 / routed_scaling_factor is
+    SGLang 0.5.23's built-in scaling (x1), 2 an identity term added on both ranks of a TP/EP pair."""
+    patched = []
+    for layer in model.model.layers:
+        experts = layer.mlp.experts
+
+        def forward(h, ids, weights, _experts=experts, _forward=experts.forward):
+            return _forward(h, ids, torch.where(ids >= _experts.num_routed_experts, weights * factor, weights))
+        experts.forward = forward
+        patched.append(experts)
+    try:
+        yield model
+    finally:
+        for experts in patched:
+            del experts.forward

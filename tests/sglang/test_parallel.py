@@ -11,7 +11,7 @@ term is added after the all-reduce, so it is counted once: added before, it woul
 import pytest
 
 from tests import oracle
-from tests.sglang.parity import Gap, greedy_matches, reference_and_tolerance
+from tests.sglang.parity import Gap, greedy_matches, reference_and_tolerance, zero_experts_scaled
 from tests.sglang.server import sglang_server
 
 
@@ -32,11 +32,16 @@ def test_both_ranks_serve_our_class(server):
         assert any(f" TP{rank}" in line and f"tp 2, moe ep {server.expected_ep}" in line for line in lines), rank
 
 
-def test_prompt_logprobs_match_oracle(server, tiny_ckpt, prompt_ids):
+def test_prompt_logprobs_match_oracle_and_count_the_identity_term_once(server, tiny_ckpt, prompt_ids):
     fp32, tol = reference_and_tolerance(tiny_ckpt, prompt_ids)
     gap = Gap.between([server.prompt_logprobs(ids) for ids in prompt_ids], fp32)
-    print(f"TP=2 EP={server.expected_ep} server bf16 vs oracle fp32 |d logprob|: {gap}")
+    model = oracle.load_oracle(tiny_ckpt)
+    with zero_experts_scaled(model, 2.0):
+        twice = Gap.between([oracle.prompt_logprobs(model, ids) for ids in prompt_ids], fp32)
+    print(f"TP=2 EP={server.expected_ep} server bf16 vs oracle fp32 |d logprob|: {gap}; "
+          f"identity term on both ranks: {twice}")
     assert gap.within(tol)
+    assert twice.p95 > 5 * tol.p95 and twice.mean > 5 * tol.mean
 
 
 def test_greedy_matches_oracle_where_margin_is_clear(server, tiny_ckpt, prompt_ids):

@@ -5,13 +5,10 @@ Scaling zero experts by 1 instead of routed_scaling_factor (SGLang 0.5.23's buil
 moves the same log-probs by many times more.
 """
 
-import contextlib
-
 import pytest
-import torch
 
 from tests import oracle
-from tests.sglang.parity import Gap, greedy_matches, reference_and_tolerance
+from tests.sglang.parity import Gap, greedy_matches, reference_and_tolerance, zero_experts_scaled
 from tests.sglang.server import sglang_server
 
 NEW_TOKENS = 8
@@ -26,25 +23,6 @@ def server(tiny_ckpt, tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(tiny_ckpt, prompt_ids):
     return reference_and_tolerance(tiny_ckpt, prompt_ids)
-
-
-@contextlib.contextmanager
-def zero_experts_scaled_by_one(model):
-    """The oracle with SGLang 0.5.23's built-in zero-expert scaling: x1 instead of x routed_scaling_factor."""
-    rsf = model.config.routed_scaling_factor
-    patched = []
-    for layer in model.model.layers:
-        experts = layer.mlp.experts
-
-        def forward(h, ids, weights, _experts=experts, _forward=experts.forward):
-            return _forward(h, ids, torch.where(ids >= _experts.num_routed_experts, weights / rsf, weights))
-        experts.forward = forward
-        patched.append(experts)
-    try:
-        yield model
-    finally:
-        for experts in patched:
-            del experts.forward
 
 
 def zero_expert_share(model, ids: list[int]) -> float:
@@ -94,7 +72,7 @@ def test_builtin_zero_expert_scaling_is_far_outside_tolerance(server, reference,
     fp32, tol = reference
     model = oracle.load_oracle(tiny_ckpt)
     share = min(zero_expert_share(model, ids) for ids in prompt_ids)
-    with zero_experts_scaled_by_one(model):
+    with zero_experts_scaled(model, 1 / model.config.routed_scaling_factor):  # x1 instead of x rsf
         builtin = Gap.between([oracle.prompt_logprobs(model, ids) for ids in prompt_ids], fp32)
     served = Gap.between([server.prompt_logprobs(ids) for ids in prompt_ids], fp32)
     print(f"zero experts carry >= {share:.0%} of the routing weight on every prompt; |d logprob| with zero "
