@@ -5,7 +5,6 @@ from a plugin and then silently serves its built-in class, so a failure here is 
 """
 
 import logging
-import sys
 
 logger = logging.getLogger(__name__)
 
@@ -57,5 +56,4 @@ def register() -> None:
                          "to its built-in %s", ARCHITECTURE)
         raise
     ModelRegistry.models[ARCHITECTURE] = LongcatFlashForCausalLM
-    logger.info("longcat-flash-plugins: registered %s -> longcat_sglang.model (pid-wide, %s)",
-                ARCHITECTURE, sys.argv[0] or "python")
+    logger.info("longcat-flash-plugins: %s -> longcat_sglang.model", ARCHITECTURE)
