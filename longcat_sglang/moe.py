@@ -8,10 +8,10 @@ of routed_scaling_factor and adds them before the reduction (counted once per ra
 """
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from longcat_common.config import LongcatConfig
+from longcat_common.experts import masked_swiglu_experts
 from longcat_common.routing import add_identity, route_with_zero_experts
 from sglang.srt.distributed import tensor_model_parallel_all_reduce
 from sglang.srt.layers.linear import ReplicatedLinear
@@ -26,21 +26,13 @@ from sglang.srt.utils import add_prefix
 
 class MaskedSlotsNativeMoEMethod(UnquantizedFusedMoEMethod):
     """Unquantised experts off CUDA. SGLang's native MoE loop indexes experts by id and so cannot take
-    the -1 of a zero-expert slot (or of an expert another EP rank owns); this loop skips them.
-
-    dispatch ids [T, k] local expert ids or -1, weights [T, k] -> [T, H]: sum_k w * down(silu(gate) * up).
+    the -1 of a zero-expert slot (or of an expert another EP rank owns); longcat_common's loop skips them.
     """
 
     def _masked_experts(self, layer, dispatch_output) -> StandardCombineInput:
-        x = dispatch_output.hidden_states
         weights, ids, _ = dispatch_output.topk_output
-        out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-        for expert in ids[ids >= 0].unique().tolist():
-            token, slot = (ids == expert).nonzero(as_tuple=True)
-            gate, up = F.linear(x[token], layer.w13_weight[expert]).chunk(2, dim=-1)
-            y = F.linear(F.silu(gate) * up, layer.w2_weight[expert])
-            out.index_add_(0, token, y.float() * weights[token, slot, None].float())
-        return StandardCombineInput(hidden_states=out.to(x.dtype))
+        out = masked_swiglu_experts(dispatch_output.hidden_states, layer.w13_weight, layer.w2_weight, ids, weights)
+        return StandardCombineInput(hidden_states=out)
 
     forward_native = _masked_experts
     forward_cpu = _masked_experts

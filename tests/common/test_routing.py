@@ -79,3 +79,20 @@ def test_ids_for_kernel_fills_only_masked_slots(case):
     ids = r.ids_for_kernel(7)
     masked = r.topk_ids == MASKED_SLOT
     assert (ids[masked] == 7).all() and (ids[~masked] == r.topk_ids[~masked]).all()
+
+
+def test_masked_swiglu_experts_skip_masked_slots(case):
+    from longcat_common.experts import masked_swiglu_experts
+
+    x, logits, bias, _ = case
+    g = torch.Generator().manual_seed(1)
+    w13, w2 = torch.randn(N_ROUTED, 2 * 6, 8, generator=g), torch.randn(N_ROUTED, 8, 6, generator=g)
+    r = route_with_zero_experts(logits, bias, TOP_K, N_ROUTED, RSF)
+    want = torch.zeros(x.shape, dtype=torch.float64)
+    for t in range(x.shape[0]):
+        for e, w in zip(r.topk_ids[t].tolist(), r.topk_weights[t].tolist()):
+            if e != MASKED_SLOT:
+                gate, up = (w13[e].double() @ x[t].double()).chunk(2)
+                want[t] += w * (w2[e].double() @ (torch.nn.functional.silu(gate) * up))
+    got = masked_swiglu_experts(x, w13, w2, r.topk_ids, r.topk_weights)
+    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
