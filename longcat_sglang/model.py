@@ -11,11 +11,9 @@ import torch
 from torch import nn
 
 from longcat_common import __version__
-from longcat_common.checkpoint import CheckpointChecker, param_target
 from longcat_common.config import LongcatConfig
-from longcat_common.fp8 import Fp8CheckpointDequantizer
 from longcat_common.layer import IN_ORDER, MoeSideStream, ShortcutLayerSteps, shortcut_layer_forward
-from longcat_common.mla import fold_lora_scale
+from longcat_common.loading import checkpoint_targets
 from longcat_sglang.attention import LongcatMLA
 from longcat_sglang.moe import LongcatMoE
 from sglang.srt.eplb.expert_location import ModelConfigForExpertLocation
@@ -148,14 +146,9 @@ class LongcatFlashForCausalLM(nn.Module):
         return self.logits_processor(input_ids, hidden, self.lm_head, forward_batch)
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]):
-        stream = CheckpointChecker(self.lc)(weights)  # clear errors on names and shapes, skips MTP
-        if self.dequantize_fp8:
-            stream = Fp8CheckpointDequantizer(self.lc.fp8_block_size())(stream)
         params = dict(self.named_parameters())
-        for name, tensor in stream:
-            target = param_target(name)
+        for target, tensor in checkpoint_targets(self.lc, weights, self.dequantize_fp8):
             param = params[target.param]
-            tensor = fold_lora_scale(name, tensor, self.lc)
             loader = getattr(param, "weight_loader", default_weight_loader)
             if target.expert is not None:
                 loader(param, tensor, target.param, shard_id=target.shard, expert_id=target.expert)

@@ -8,10 +8,8 @@ import torch
 from vllm.model_executor.model_loader.weight_utils import default_weight_loader
 from vllm.platforms import current_platform
 
-from longcat_common.checkpoint import CheckpointChecker, param_target
 from longcat_common.config import LongcatConfig
-from longcat_common.fp8 import Fp8CheckpointDequantizer
-from longcat_common.mla import fold_lora_scale
+from longcat_common.loading import checkpoint_targets
 
 logger = logging.getLogger("vllm.longcat_flash_plugins")  # under "vllm" to use its log handler
 
@@ -33,18 +31,14 @@ def _param_name(target_param: str) -> str:
 def load_longcat_weights(model: torch.nn.Module, config: LongcatConfig,
                          weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
     params = dict(model.named_parameters())
-    stream = CheckpointChecker(config)(weights)
-    block = config.fp8_block_size()
-    if block is not None and not any(n.endswith("weight_scale_inv") for n in params):
+    dequantize = config.fp8_block_size() is not None and not any(n.endswith("weight_scale_inv") for n in params)
+    if dequantize:
         logger.warning("longcat-flash-plugins: no FP8 kernels on this device: dequantising the block-FP8 "
                        "checkpoint to bf16 at load")
-        stream = Fp8CheckpointDequantizer(block, torch.bfloat16)(stream)
     loaded: set[str] = set()
-    for name, tensor in stream:
-        target = param_target(name)
+    for target, tensor in checkpoint_targets(config, weights, dequantize):
         pname = _param_name(target.param)
         param = params[pname]
-        tensor = fold_lora_scale(name, tensor, config)
         if target.expert is not None:
             param.weight_loader(param, tensor, pname, shard_id=target.shard, expert_id=target.expert,
                                 return_success=True)
