@@ -1,10 +1,12 @@
 """Checkpoint loading for the vLLM adapter: checks, FP8 handling and the name table from longcat_common."""
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 
 import torch
 
+from vllm.model_executor.model_loader.ep_weight_filter import should_skip_weight
 from vllm.model_executor.model_loader.weight_utils import default_weight_loader
 from vllm.platforms import current_platform
 
@@ -28,15 +30,26 @@ def _param_name(target_param: str) -> str:
     return target_param.replace(".mlp.experts.w", ".mlp.experts.routed_experts.w")
 
 
-def load_longcat_weights(model: torch.nn.Module, config: LongcatConfig,
-                         weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
+def ep_filtered_weights(parallel_config, expert_map: torch.Tensor | None) -> Callable[[str], bool] | None:
+    """The checkpoint names vLLM's loader drops before ``load_weights`` sees them under
+    ``--enable-ep-weight-filter`` (default_loader.py: other EP ranks' expert weights; never with EPLB),
+    as vLLM's own ``should_skip_weight`` over the experts this rank's expert map owns."""
+    p = parallel_config
+    if not (p.enable_expert_parallel and p.enable_ep_weight_filter and not p.enable_eplb) or expert_map is None:
+        return None
+    local = set((expert_map >= 0).nonzero().flatten().tolist())
+    return partial(should_skip_weight, local_expert_ids=local)
+
+
+def load_longcat_weights(model: torch.nn.Module, config: LongcatConfig, weights: Iterable[tuple[str, torch.Tensor]],
+                         may_be_absent: Callable[[str], bool] | None = None) -> set[str]:
     params = dict(model.named_parameters())
     dequantize = config.fp8_block_size() is not None and not any(n.endswith("weight_scale_inv") for n in params)
     if dequantize:
         logger.warning("longcat-flash-plugins: no FP8 kernels on this device: dequantising the block-FP8 "
                        "checkpoint to bf16 at load")
     loaded: set[str] = set()
-    for target, tensor in checkpoint_targets(config, weights, dequantize):
+    for target, tensor in checkpoint_targets(config, weights, dequantize, may_be_absent):
         pname = _param_name(target.param)
         param = params[pname]
         if target.expert is not None:

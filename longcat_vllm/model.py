@@ -17,9 +17,9 @@ from vllm.sequence import IntermediateTensors
 
 from longcat_common import __version__
 from longcat_common.config import LongcatConfig
-from longcat_common.layer import MoeSideStream, ShortcutLayerSteps, shortcut_layer_forward
+from longcat_common.layer import IN_ORDER, ShortcutLayerSteps, shortcut_layer_forward
 
-from .loading import load_longcat_weights, quant_config_for_device
+from .loading import ep_filtered_weights, load_longcat_weights, quant_config_for_device
 from .moe import LongcatMoE
 from .rope import MlaRope
 
@@ -57,7 +57,11 @@ class LongcatDecoderLayer(nn.Module):
             DeepseekV2MLP(h, config.ffn_hidden_size, "silu", quant_config=mlp_quant, prefix=f"{prefix}.mlps.{i}")
             for i in range(2))
         self.mlp = LongcatMoE(config, quant_config, prefix=f"{prefix}.mlp")
-        self.side_stream = MoeSideStream(enabled=torch.cuda.is_available())
+        # The MoE branch runs in order, never on a side stream, in vLLM: its fused-MoE kernels and MLA
+        # backends take scratch from one process-wide workspace (v1/worker/workspace.py), and at TP > 1
+        # the MoE's all-reduce would run beside o_proj's and the dense MLPs' on vLLM's custom all-reduce,
+        # which has one IPC staging buffer and one set of signal flags (custom_all_reduce.py).
+        self.side_stream = IN_ORDER
 
     def forward(self, positions, hidden_states, residual):
         steps = ShortcutLayerSteps(
@@ -112,6 +116,8 @@ class LongcatFlashForCausalLM(nn.Module):
         self.lm_head = ParallelLMHead(self.config.vocab_size, self.config.hidden_size,
                                       prefix=maybe_prefix(prefix, "lm_head"))
         self.logits_processor = LogitsProcessor(self.config.vocab_size)
+        first_moe = self.model.layers[self.model.start_layer].mlp
+        self.ep_filtered = ep_filtered_weights(vllm_config.parallel_config, first_moe.experts.routed_experts.expert_map)
         logger.warning("longcat-flash-plugins %s: LongcatFlashForCausalLM served by longcat_vllm "
                        "(zero experts: masked slots, identity added after reduction)", __version__)
 
@@ -125,4 +131,4 @@ class LongcatFlashForCausalLM(nn.Module):
         return self.logits_processor(self.lm_head, hidden_states)
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
-        return load_longcat_weights(self, self.config, weights)
+        return load_longcat_weights(self, self.config, weights, self.ep_filtered)

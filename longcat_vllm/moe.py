@@ -1,18 +1,28 @@
 """LongCat-Flash's MoE on vLLM's FusedMoE: fp32 router, zero experts per longcat_common.routing.
 
+The routing is computed once per layer, in ``LongcatMoE.forward``, and both of its consumers read that
+one result: the identity term and FusedMoE. FusedMoE's custom op takes only (hidden_states,
+router_logits), so the routing enters it packed in the ``router_logits`` slot (``pack_routing``) and our
+router unpacks it there instead of routing again. Routing twice (once eagerly inside the op, once in
+the compiled graph) could pick different top-k sets on a near-tie, so a token could get a real expert
+and the identity term for the same slot, or neither.
+
 vLLM's fused-MoE kernels take a fixed-width [T, k] id tensor, so a zero slot must still carry an id.
 We give it weight 0 and the id that costs nothing where the kernel allows it:
   * DeepEP all-to-all (HT, LL, v2): -1, which DeepEP's dispatch treats as "no expert" (no dispatch).
-  * expert parallel on CUDA without DeepEP: an expert this rank does not own; its expert map sends it
-    to -1, so the slot is skipped here (no GEMM, no hot spot on expert 0) -- the same trick vLLM's
-    DeepEP-HT prepare step uses for its own -1 ids. Every rank routes the same tokens and fills its
-    own way, so no rank computes a zero slot.
+  * expert parallel on CUDA without all-to-all kernels (TP x EP, DP 1): an expert this rank does not
+    own; its expert map sends it to -1, so the slot is skipped here (no GEMM, no hot spot on expert 0)
+    -- the same trick vLLM's DeepEP-HT prepare step uses for its own -1 ids. Every rank routes the
+    same tokens and fills its own way, so no rank computes a zero slot.
+  * other all-to-all backends (DP > 1): refused. Their dispatch sends every id to the rank owning it,
+    so any fill id is a real expert somewhere that would compute the slot for nothing.
   * no expert map (TP only) on CUDA: expert 0 with weight 0 (the kernel computes the slot).
   * CPU backend: ``cpu_fused_moe`` ignores the expert map and cannot skip a slot (a -1 id gives
     wrong sums, an out-of-range id corrupts the heap), so ids are turned into this rank's local ids
     here and every masked slot (zero expert, or an expert of another EP rank) goes to local expert 0
     with weight 0. This is what makes EP run on vLLM's CPU backend at all (docs/vllm.md).
-The identity term ``identity_coef * x`` is added once, after FusedMoE's TP/EP all-reduce.
+Monolithic MoE kernels route inside the kernel from the logits and are refused: they cannot take this
+routing. The identity term ``identity_coef * x`` is added once, after FusedMoE's TP/EP all-reduce.
 """
 
 import torch
@@ -24,16 +34,26 @@ from vllm.model_executor.layers.fused_moe.router.base_router import BaseRouter
 from vllm.platforms import current_platform
 
 from longcat_common.config import LongcatConfig
-from longcat_common.routing import MASKED_SLOT, add_identity, route_with_zero_experts
+from longcat_common.routing import MASKED_SLOT, ZeroExpertRouting, add_identity, route_with_zero_experts
+
+
+def pack_routing(routing: ZeroExpertRouting) -> torch.Tensor:
+    """[T, 2k] fp32: the masked weights, then the ids (-1 for zero slots; exact in fp32 below 2^24)."""
+    return torch.cat([routing.topk_weights, routing.topk_ids.float()], dim=-1)
+
+
+def unpack_routing(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """pack_routing's output -> (topk_weights [T, k] fp32, topk_ids [T, k] int32)."""
+    weights, ids = packed.chunk(2, dim=-1)
+    return weights, ids.to(torch.int32)
 
 
 class ZeroExpertSlotRouter(BaseRouter):
-    """vLLM router returning longcat_common's routing with zero slots given a kernel-safe id (weight 0)."""
+    """vLLM router that reads the packed routing of ``LongcatMoE.forward`` and gives its zero slots a
+    kernel-safe id (weight 0)."""
 
-    def __init__(self, config: LongcatConfig, correction_bias: torch.Tensor):
+    def __init__(self, config: LongcatConfig):
         super().__init__(top_k=config.moe_topk, global_num_experts=config.n_routed_experts)
-        self.config = config
-        self.correction_bias = correction_bias
         self.expert_map: torch.Tensor | None = None
         self.fill_id = 0
 
@@ -42,6 +62,11 @@ class ZeroExpertSlotRouter(BaseRouter):
         self.expert_map = expert_map
         if parallel.use_deepep_ht_kernels or parallel.use_deepep_ll_kernels or parallel.use_deepep_v2_kernels:
             self.fill_id = MASKED_SLOT  # DeepEP dispatch takes -1 as "no expert": nothing is sent
+        elif parallel.use_all2all_kernels:
+            raise ValueError(
+                f"LongCat-Flash: all2all backend '{parallel.all2all_backend}' with data parallel > 1 would "
+                "dispatch every zero-expert slot to a real expert; use a DeepEP backend (--all2all-backend "
+                "deepep_high_throughput / deepep_low_latency / deepep_v2) or data parallel size 1")
         elif expert_map is not None and not current_platform.is_cpu():
             remote = (expert_map < 0).nonzero()
             self.fill_id = int(remote[0, 0]) if remote.numel() else 0
@@ -50,20 +75,22 @@ class ZeroExpertSlotRouter(BaseRouter):
     def routing_method_type(self) -> RoutingMethodType:
         return RoutingMethodType.Custom
 
-    def route(self, router_logits: torch.Tensor):
-        c = self.config
-        return route_with_zero_experts(router_logits, self.correction_bias, c.moe_topk,
-                                       c.n_routed_experts, c.routed_scaling_factor)
-
     def _compute_routing(self, hidden_states, router_logits, indices_type, *, input_ids=None):
-        routing = self.route(router_logits)
+        weights, ids = unpack_routing(router_logits)
         if current_platform.is_cpu():
-            ids = routing.topk_ids
             if self.expert_map is not None:
                 ids = torch.where(ids >= 0, self.expert_map[ids.clamp(min=0).long()].to(ids.dtype), ids)
-            weights = routing.topk_weights.masked_fill(ids < 0, 0.0)
-            return weights, ids.clamp(min=0).to(indices_type or torch.int32)
-        return routing.topk_weights, routing.ids_for_kernel(self.fill_id).to(indices_type or torch.int32)
+            return weights.masked_fill(ids < 0, 0.0), ids.clamp(min=0).to(indices_type or torch.int32)
+        ids = torch.where(ids < 0, torch.full_like(ids, self.fill_id), ids)
+        return weights, ids.to(indices_type or torch.int32)
+
+
+def _routes_inside_kernel(quant_method) -> bool:
+    """Whether vLLM's MoERunner hands this MoE method the router logits instead of our routing (a
+    monolithic kernel). False while vLLM has not chosen an experts class (FP8 on a CPU has none)."""
+    if getattr(quant_method, "moe_kernel", None) is None and getattr(quant_method, "experts_cls", True) is None:
+        return False
+    return quant_method.is_monolithic
 
 
 class LongcatRouter(nn.Module):
@@ -85,17 +112,27 @@ class LongcatRouter(nn.Module):
 class LongcatMoE(nn.Module):
     def __init__(self, config: LongcatConfig, quant_config, prefix: str):
         super().__init__()
+        self.config = config
         self.router = LongcatRouter(config, f"{prefix}.router")
-        self.slot_router = ZeroExpertSlotRouter(config, self.router.e_score_correction_bias)
+        self.slot_router = ZeroExpertSlotRouter(config)
         self.experts = FusedMoEFactory(
             num_experts=config.n_routed_experts, top_k=config.moe_topk, hidden_size=config.hidden_size,
             intermediate_size=config.expert_ffn_hidden_size, renormalize=False, quant_config=quant_config,
             prefix=f"{prefix}.experts", router=self.slot_router, router_logits_dtype=torch.float32,
         )
+        quant_method = self.experts.routed_experts.quant_method
+        if _routes_inside_kernel(quant_method):
+            raise ValueError(f"LongCat-Flash: the MoE kernel of {quant_method.method_name} routes inside the "
+                             "kernel (monolithic) and cannot take zero-expert routing; choose another MoE backend")
         self.slot_router.bind(self.experts.routed_experts.expert_map, self.experts.moe_config.moe_parallel_config)
+
+    def route(self, x: torch.Tensor) -> ZeroExpertRouting:
+        c = self.config
+        return route_with_zero_experts(self.router(x), self.router.e_score_correction_bias, c.moe_topk,
+                                       c.n_routed_experts, c.routed_scaling_factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [T, H] (post_attention_layernorm[0] output) -> routed experts (reduced) + identity term [T, H]."""
-        logits = self.router(x)
-        routed = self.experts(hidden_states=x, router_logits=logits)
-        return add_identity(routed, self.slot_router.route(logits).identity_coef, x)
+        routing = self.route(x)
+        routed = self.experts(hidden_states=x, router_logits=pack_routing(routing))
+        return add_identity(routed, routing.identity_coef, x)

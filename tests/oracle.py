@@ -119,3 +119,15 @@ def greedy(model: LongcatFlashForCausalLM, token_ids: list[int], max_new_tokens:
         margins.append(float(top.values[0] - top.values[1]))
         cache, step = out.past_key_values, new[-1:]
     return new, margins
+
+
+def moe_layer_io(ckpt_dir, token_ids: list[int], layer: int = 0):
+    """(transformers' MoE module of ``layer``, its input [T, H], its output [T, H]) on one prompt, fp32."""
+    model = load_oracle(ckpt_dir)
+    moe, seen = model.model.layers[layer].mlp, {}
+    handle = moe.register_forward_hook(lambda _m, inputs, output: seen.update(x=inputs[0][0], y=output[0]))
+    try:
+        logits(model, token_ids)
+    finally:
+        handle.remove()
+    return moe, seen["x"], seen["y"]

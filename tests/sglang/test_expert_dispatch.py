@@ -25,15 +25,7 @@ EP = 2
 
 @pytest.fixture(scope="module")
 def moe_layer_io(tiny_ckpt, prompt_ids):
-    """(transformers' layer-0 MoE module, its input [T, H], its output [T, H]) on a prompt, fp32."""
-    model = oracle.load_oracle(tiny_ckpt)
-    moe, seen = model.model.layers[0].mlp, {}
-    handle = moe.register_forward_hook(lambda _m, inputs, output: seen.update(x=inputs[0][0], y=output[0]))
-    try:
-        oracle.logits(model, prompt_ids[2])
-    finally:
-        handle.remove()
-    return moe, seen["x"], seen["y"]
+    return oracle.moe_layer_io(tiny_ckpt, prompt_ids[2])
 
 
 def _dispatch(monkeypatch, rank: int, n_routed: int, hidden, topk):

@@ -23,7 +23,7 @@ CONFIGS = {
     "bf16-eager": dict(),
     "bf16-compiled": dict(enforce_eager=False),
     "bf16-tp2": dict(tp=2),
-    "bf16-tp2-ep": dict(tp=2, ep=True),
+    "bf16-tp2-ep": dict(tp=2, ep=True, ep_weight_filter=True),  # each rank reads only its own experts
     "fp8-eager": dict(fp8=True),
 }
 
@@ -56,6 +56,8 @@ def test_served_by_the_plugin(engine):
     assert SERVED_BY_US in log
     if engine[0].startswith("fp8"):
         assert "dequantising the block-FP8 checkpoint to bf16 at load" in log
+    if engine[0] == "bf16-tp2-ep":
+        assert "EP weight filter: ep_size=2" in log  # vLLM's loader dropped the other rank's expert weights
 
 
 def test_prompt_logprobs_match_oracle(engine, oracle_runs):
