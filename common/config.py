@@ -8,8 +8,21 @@ sublayers), never ``num_hidden_layers`` (transformers says 2 x num_layers there,
 import math
 from dataclasses import MISSING, dataclass, field, fields
 
+from .rope import YARN_DEFAULTS, yarn_mscale
+
 ZERO_EXPERT_TYPES = ("identity",)
 MLA_CPU_LATENT = 576  # kv_lora_rank + qk_rope_head_dim the engines' CPU MLA backends accept
+ARCHITECTURES = ("LongcatFlashForCausalLM", "LongcatCausalLM")  # Flash-Chat / -Thinking, Thinking-2601
+
+# Fields of LongCat variants this package does not implement; a config that sets one fails at load.
+UNSUPPORTED_FIELDS = {
+    "ngram_vocab_size_ratio": "n-gram embeddings (LongCat-Flash-Lite)",
+    "oe_vocab_size_ratio": "n-gram embeddings (LongCat-Flash-Lite)",
+    "emb_neighbor_num": "n-gram embeddings (LongCat-Flash-Lite)",
+    "emb_split_num": "n-gram embeddings (LongCat-Flash-Lite)",
+    "use_ngram_embedding": "n-gram embeddings (LongCat-Flash-Lite)",  # SGLang's config object says this
+    "index_topk": "sparse (indexer) attention",
+}
 
 # name -> aliases an engine config object may use instead (transformers' attribute_map)
 _ALIASES = {
@@ -50,15 +63,19 @@ class LongcatConfig:
     num_nextn_predict_layers: int = 0
     disable_quant_module: tuple = ()
     quantization_config: dict | None = field(default=None, compare=False)
+    rope_scaling: dict | None = None  # None (plain RoPE) or YaRN's parameters, every key filled in
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, raw: dict) -> "LongcatConfig":
         raw = dict(raw)
+        for name, feature in UNSUPPORTED_FIELDS.items():
+            if raw.get(name):
+                raise ValueError(f"LongCat-Flash config: '{name}' ({feature}) is not supported by longcat-flash-plugins")
         rope_params = raw.get("rope_parameters") or {}
         if raw.get("rope_theta") is None and "rope_theta" in rope_params:
             raw["rope_theta"] = rope_params["rope_theta"]
-        _check_rope_scaling(raw.get("rope_scaling") or rope_params)
+        raw["rope_scaling"] = _rope_scaling(raw.get("rope_scaling") or rope_params)
         values = {}
         for f in fields(cls):
             names = (f.name,) + _ALIASES.get(f.name, ())
@@ -169,6 +186,14 @@ class LongcatConfig:
         kv = math.sqrt(self.hidden_size / self.kv_lora_rank) if self.mla_scale_kv_lora else 1.0
         return q, kv
 
+    def softmax_scale(self) -> float:
+        """1/sqrt(qk_head_dim), times mscale(factor, mscale_all_dim)^2 under YaRN (DeepSeek-V3's rule,
+        which Thinking-2601 uses; transformers' ``yarn_apply_mscale``, vLLM's and SGLang's DeepSeek MLA)."""
+        scale = self.qk_head_dim ** -0.5
+        if self.rope_scaling and self.rope_scaling["mscale_all_dim"]:
+            scale *= yarn_mscale(self.rope_scaling["factor"], self.rope_scaling["mscale_all_dim"]) ** 2
+        return scale
+
     def fp8_block_size(self) -> tuple[int, int] | None:
         """The checkpoint's FP8 block shape, None for an unquantised checkpoint; other schemes raise."""
         qc = self.quantization_config
@@ -185,7 +210,20 @@ def _required(f) -> bool:
     return f.default is MISSING and f.default_factory is MISSING
 
 
-def _check_rope_scaling(rope: dict) -> None:
+def _rope_scaling(rope: dict) -> dict | None:
+    """config.json's ``rope_scaling`` (or transformers' ``rope_parameters``) -> None for plain RoPE, or
+    YaRN's parameters with defaults filled in. Other scaling types raise, naming the type."""
     kind = rope.get("rope_type", rope.get("type", "default")) if rope else "default"
-    if kind not in ("default", None):
-        raise ValueError(f"LongCat-Flash config: rope scaling type {kind!r} is not supported (plain RoPE only)")
+    if kind in ("default", None):
+        return None
+    if kind not in ("yarn", "deepseek_yarn"):  # vLLM's DeepSeek MLA renames yarn in place
+        raise ValueError(f"LongCat-Flash config: rope scaling type {kind!r} is not supported (plain RoPE or yarn)")
+    for name in ("factor", "original_max_position_embeddings"):
+        if rope.get(name) is None:
+            raise ValueError(f"LongCat-Flash config: yarn rope scaling needs '{name}'")
+    if rope.get("attention_factor") not in (None, 1.0) or not rope["factor"] >= 1:
+        raise ValueError(f"LongCat-Flash config: unsupported yarn parameters {rope!r} "
+                         "(need factor >= 1 and no attention_factor)")
+    yarn = {k: float(rope[k]) if rope.get(k) is not None else v for k, v in YARN_DEFAULTS.items()}
+    return {**yarn, "factor": float(rope["factor"]),
+            "original_max_position_embeddings": int(rope["original_max_position_embeddings"])}

@@ -1,6 +1,7 @@
 """LongcatFlashForCausalLM for vLLM: vLLM's parallel layers wired to longcat_common's layer logic."""
 
 import logging
+import math
 from collections.abc import Iterable
 
 import torch
@@ -50,7 +51,10 @@ class LongcatDecoderLayer(nn.Module):
             for i in range(2))
         for attn in self.self_attn:
             attn.rotary_emb = attn.mla_attn.rotary_emb = MlaRope(
-                attn.rotary_emb, config.qk_rope_head_dim, config.max_position_embeddings, config.rope_theta)
+                attn.rotary_emb, config.qk_rope_head_dim, config.max_position_embeddings, config.rope_theta,
+                config.rope_scaling)
+            if not math.isclose(attn.scaling, config.softmax_scale(), rel_tol=1e-9):  # vLLM applies YaRN's mscale
+                raise ValueError(f"LongCat-Flash: vLLM's MLA softmax scale {attn.scaling} != {config.softmax_scale()}")
         self.input_layernorm = nn.ModuleList(RMSNorm(h, eps=config.rms_norm_eps) for _ in range(2))
         self.post_attention_layernorm = nn.ModuleList(RMSNorm(h, eps=config.rms_norm_eps) for _ in range(2))
         self.mlps = nn.ModuleList(
@@ -103,7 +107,8 @@ class LongcatFlashModel(nn.Module):
 
 
 class LongcatFlashForCausalLM(nn.Module):
-    """Served in place of vLLM's built-in class of the same name (see longcat_vllm.plugin)."""
+    """Served in place of vLLM's built-in class of the same name, and for Thinking-2601's
+    ``LongcatCausalLM`` (see longcat_vllm.plugin)."""
 
     is_longcat_flash_plugin = True
 
@@ -118,8 +123,9 @@ class LongcatFlashForCausalLM(nn.Module):
         self.logits_processor = LogitsProcessor(self.config.vocab_size)
         first_moe = self.model.layers[self.model.start_layer].mlp
         self.ep_filtered = ep_filtered_weights(vllm_config.parallel_config, first_moe.experts.routed_experts.expert_map)
-        logger.warning("longcat-flash-plugins %s: LongcatFlashForCausalLM served by longcat_vllm "
-                       "(zero experts: masked slots, identity added after reduction)", __version__)
+        arch = (vllm_config.model_config.architectures or ["LongcatFlashForCausalLM"])[0]
+        logger.warning("longcat-flash-plugins %s: %s served by longcat_vllm "
+                       "(zero experts: masked slots, identity added after reduction)", __version__, arch)
 
     def embed_input_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model.embed_input_ids(input_ids)

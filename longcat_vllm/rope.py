@@ -3,7 +3,8 @@
 vLLM's MLA wrapper calls ``rotary_emb(positions, q[..., nope:], k_pe)`` with 3-D strided views. On the
 CPU backend in eager mode ``RotaryEmbedding.forward_cpu`` (csrc/cpu/pos_encoding.cpp) assumes a
 contiguous 2-D [tokens, heads * dim] layout and rotates the wrong memory. CUDA's kernel reads strides
-correctly and stays; elsewhere the portable rotation from longcat_common runs (docs/vllm-cpu-rope.md).
+correctly and stays (vLLM builds it with YaRN from the config for Thinking-2601); elsewhere the
+portable rotation from longcat_common runs, YaRN included (docs/vllm-cpu-rope.md).
 """
 
 import torch
@@ -14,18 +15,19 @@ from longcat_common.rope import apply_rope_interleaved, rope_cos_sin_cache
 _CACHES: dict[tuple, torch.Tensor] = {}
 
 
-def _shared_cache(rotary_dim: int, max_position: int, theta: float) -> torch.Tensor:
-    key = (rotary_dim, max_position, theta)
+def _shared_cache(rotary_dim: int, max_position: int, theta: float, yarn: dict | None) -> torch.Tensor:
+    key = (rotary_dim, max_position, theta, tuple(sorted((yarn or {}).items())))
     if key not in _CACHES:
-        _CACHES[key] = rope_cos_sin_cache(rotary_dim, max_position, theta)
+        _CACHES[key] = rope_cos_sin_cache(rotary_dim, max_position, theta, yarn)
     return _CACHES[key]
 
 
 class MlaRope(nn.Module):
-    def __init__(self, engine_rope: nn.Module, rotary_dim: int, max_position: int, theta: float):
+    def __init__(self, engine_rope: nn.Module, rotary_dim: int, max_position: int, theta: float,
+                 yarn: dict | None = None):
         super().__init__()
         self.engine_rope = engine_rope
-        self.register_buffer("cos_sin_fp32", _shared_cache(rotary_dim, max_position, theta), persistent=False)
+        self.register_buffer("cos_sin_fp32", _shared_cache(rotary_dim, max_position, theta, yarn), persistent=False)
 
     def forward(self, positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor):
         """positions [T]; query [T, heads, rot]; key [T, 1, rot] (views) -> rotated (query, key)."""

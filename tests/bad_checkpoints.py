@@ -35,12 +35,22 @@ def missing_router_bias(src: Path, dst: Path) -> tuple[Path, str]:
     return _edit_tensor(src, dst, ROUTER_BIAS, lambda t: None), f"missing tensors ['{ROUTER_BIAS}']"
 
 
-def unknown_zero_expert_type(src: Path, dst: Path) -> tuple[Path, str]:
+def _edit_config(src: Path, dst: Path, changes: dict) -> Path:
     shutil.copytree(src, dst)
     config = json.loads((dst / "config.json").read_text())
-    config["zero_expert_type"] = "constant"
-    (dst / "config.json").write_text(json.dumps(config, indent=2))
-    return dst, "unknown zero_expert_type 'constant'"
+    (dst / "config.json").write_text(json.dumps({**config, **changes}, indent=2))
+    return dst
 
 
-BAD_CHECKPOINTS = {f.__name__: f for f in (wrong_expert_shape, missing_router_bias, unknown_zero_expert_type)}
+def unknown_zero_expert_type(src: Path, dst: Path) -> tuple[Path, str]:
+    return _edit_config(src, dst, {"zero_expert_type": "constant"}), "unknown zero_expert_type 'constant'"
+
+
+def ngram_embeddings(src: Path, dst: Path) -> tuple[Path, str]:
+    """LongCat-Flash-Lite's n-gram embedding fields, which this package does not implement."""
+    changes = {"ngram_vocab_size_ratio": 78, "emb_neighbor_num": 4, "emb_split_num": 4}
+    return _edit_config(src, dst, changes), "(n-gram embeddings (LongCat-Flash-Lite)) is not supported"
+
+
+BAD_CHECKPOINTS = {f.__name__: f for f in (wrong_expert_shape, missing_router_bias, unknown_zero_expert_type,
+                                            ngram_embeddings)}

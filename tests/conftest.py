@@ -1,5 +1,7 @@
 """Fixtures shared by every test session; engine-free (no vLLM / SGLang imports here)."""
 
+import json
+
 import pytest
 from tokenizers import Tokenizer
 
@@ -25,6 +27,41 @@ def tiny_ckpt(tmp_path_factory):
 def tiny_fp8_ckpt(tmp_path_factory):
     """Path of the tiny preset's Chat-FP8 checkpoint: the quantisation of ``tiny_ckpt``'s weights."""
     return write_checkpoint(tmp_path_factory.mktemp("tiny_fp8"), preset="tiny", fp8=True, seed=0)
+
+
+# config.json of LongCat-Flash-Thinking-2601's shape: architecture LongcatCausalLM (no model_type) and
+# DeepSeek-style YaRN, here over an original context of 32 positions so that prompts reach past it.
+THINKING_2601 = {
+    "architectures": ["LongcatCausalLM"], "max_position_embeddings": 256,
+    "rope_scaling": {"type": "yarn", "factor": 8.0, "original_max_position_embeddings": 32, "beta_fast": 32,
+                     "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0},
+}
+
+
+@pytest.fixture(scope="session")
+def yarn_ckpt(tmp_path_factory):
+    """The tiny preset's weights (seed 0) under Thinking-2601's config shape (THINKING_2601)."""
+    return write_checkpoint(tmp_path_factory.mktemp("yarn"), preset="tiny", seed=0, overrides=THINKING_2601)
+
+
+@pytest.fixture(scope="session")
+def plain_rope_twin(yarn_ckpt, tmp_path_factory):
+    """yarn_ckpt's weights with rope_scaling removed (files linked, config rewritten): what a port without
+    YaRN would compute."""
+    twin = tmp_path_factory.mktemp("plain-rope")
+    for f in yarn_ckpt.iterdir():
+        if f.name != "config.json":
+            (twin / f.name).symlink_to(f)
+    config = json.loads((yarn_ckpt / "config.json").read_text())
+    del config["rope_scaling"]
+    (twin / "config.json").write_text(json.dumps(config))
+    return twin
+
+
+@pytest.fixture(scope="session")
+def long_prompt_ids(prompt_ids) -> list[int]:
+    """About 110 tokens: well past THINKING_2601's original context of 32."""
+    return [i for ids in prompt_ids for i in ids][:110]
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """LongcatConfig: the real LongCat-Flash-Chat values, aliases, derived figures, and clear errors."""
 
+import math
+
 import pytest
 
 from longcat_common.config import LongcatConfig
@@ -51,13 +53,33 @@ def test_rope_theta_inside_rope_parameters_and_engine_aliases():
     ({"qk_rope_head_dim": 63}, "'qk_rope_head_dim' must be even"),
     ({"routed_scaling_factor": 0}, "'routed_scaling_factor' must be positive"),
     ({"norm_topk_prob": True}, "'norm_topk_prob=true' is not"),
-    ({"rope_scaling": {"type": "yarn", "factor": 4}}, "rope scaling type 'yarn'"),
+    ({"rope_scaling": {"type": "longrope", "factor": 4}}, "rope scaling type 'longrope'"),
+    ({"rope_scaling": {"type": "yarn", "factor": 4}}, "yarn rope scaling needs 'original_max_position_embeddings'"),
+    ({"rope_scaling": {"type": "yarn", "original_max_position_embeddings": 8192}}, "yarn rope scaling needs 'factor'"),
+    ({"ngram_vocab_size_ratio": 78}, "'ngram_vocab_size_ratio' \\(n-gram embeddings"),
+    ({"index_topk": 2048}, "'index_topk' \\(sparse"),
     ({"disable_quant_module": ["experts"]}, "unknown 'disable_quant_module'"),
 ])
 def test_bad_config_names_the_field(change, message):
     raw = {k: v for k, v in {**CHAT, **change}.items() if v is not None}
     with pytest.raises(ValueError, match=message):
         LongcatConfig.from_dict(raw)
+
+
+def test_thinking_2601_yarn_config():
+    """LongCat-Flash-Thinking-2601: architecture LongcatCausalLM, DeepSeek-style YaRN rope_scaling."""
+    yarn = {"type": "yarn", "factor": 32.0, "original_max_position_embeddings": 8192, "beta_fast": 32,
+            "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0}
+    c = LongcatConfig.from_dict({**CHAT, "architectures": ["LongcatCausalLM"], "rope_scaling": yarn})
+    assert c.rope_scaling == {"factor": 32.0, "original_max_position_embeddings": 8192, "beta_fast": 32.0,
+                              "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0}
+    assert c.softmax_scale() == pytest.approx(192 ** -0.5 * (0.1 * math.log(32.0) + 1) ** 2)
+    # transformers' spelling of the same thing, and vLLM's in-place rename of the type
+    for params in ({**yarn, "rope_type": "yarn", "rope_theta": 1e7}, {**yarn, "rope_type": "deepseek_yarn"}):
+        raw = {k: v for k, v in CHAT.items() if k != "rope_scaling"}
+        assert LongcatConfig.from_dict({**raw, "rope_parameters": params}).rope_scaling == c.rope_scaling
+    assert LongcatConfig.from_dict(CHAT).rope_scaling is None
+    assert LongcatConfig.from_dict(CHAT).softmax_scale() == 192 ** -0.5
 
 
 def test_unsupported_quantization_is_named():

@@ -6,12 +6,14 @@ outputs, and in bf16 another batch shape can flip a near-tie of random weights. 
 log-probs also match the fp32 oracle to rounding, which the first test checks.
 """
 
+import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 from openai import OpenAI
 from transformers import AutoTokenizer
 
@@ -105,3 +107,22 @@ def test_example_client(server):
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"model: {MODEL}" in out.stdout and "prompt log-probs:" in out.stdout, out.stdout
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"prompt": [1, 5, "VOCAB"]}, "prompt token id"),  # one past the vocabulary: IndexError in the scheduler
+    ({"prompt": [1, -3, 5]}, ""),
+    ({"prompt": "Hello", "logprobs": 100000}, "top_logprobs_num"),  # top-k past the vocabulary
+], ids=["id-past-vocab", "negative-id", "huge-logprobs"])
+def test_requests_that_took_sglang_down_are_400s(server, client, reference, tiny_ckpt, prompts, body, message):
+    """Each of these requests made SGLang 0.5.23's scheduler raise and the whole server exit; the plugin's
+    request guard (longcat_sglang.request_guard) turns them into 400s, and the server keeps serving."""
+    vocab = json.loads((tiny_ckpt / "config.json").read_text())["vocab_size"]
+    body = {**body, "prompt": [vocab if t == "VOCAB" else t for t in body["prompt"]]} \
+        if isinstance(body["prompt"], list) else body
+    r = requests.post(f"{server.url}/v1/completions", json={"model": MODEL, "max_tokens": 4, **body}, timeout=60)
+    assert 400 <= r.status_code < 500 and message in r.text, (r.status_code, r.text)
+    tok, clear_greedy = reference
+    assert requests.get(f"{server.url}/health", timeout=30).status_code == 200
+    want = clear_greedy(tok(prompts[0])["input_ids"])
+    assert _complete(client, prompts[0]).choices[0].text.startswith(tok.decode(want))
