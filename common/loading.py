@@ -24,3 +24,40 @@ def checkpoint_targets(config: LongcatConfig, weights: Iterable[tuple[str, torch
         stream = Fp8CheckpointDequantizer(config.fp8_block_size(), torch.bfloat16)(stream)
     for name, tensor in stream:
         yield param_target(name), fold_lora_scale(name, tensor, config)
+
+
+FUSED_QKV_A = "fused_qkv_a_proj"
+
+
+def check_fused_qkv_a_blocks(config: LongcatConfig) -> None:
+    """Raises unless the q_a / kv_a FP8 scale rows can be stacked into one fused_qkv_a_proj scale.
+
+    The fused weight [q_lora + kv_lora + rope, H] is scaled per 128-row block; q_a's scale rows fill
+    those blocks only when q_lora_rank is a multiple of the block height (1536 on the real model).
+    """
+    block = config.fp8_block_size()
+    if block and "self_attn" not in config.disable_quant_module and config.q_lora_rank % block[0]:
+        raise ValueError(f"LongCat-Flash FP8: q_lora_rank {config.q_lora_rank} is not a multiple of the FP8 block "
+                         f"height {block[0]}, so q_a_proj and kv_a_proj_with_mqa cannot share one fused_qkv_a_proj "
+                         "weight_scale_inv")
+
+
+def fuse_qkv_a(config: LongcatConfig, targets: Iterable[tuple[ParamTarget, torch.Tensor]]
+               ) -> Iterator[tuple[ParamTarget, torch.Tensor]]:
+    """Stacks the two ``fused_qkv_a_proj`` shards (q_a, kv_a) into one tensor along dim 0, weight and
+    weight_scale_inv alike, for engines that hold it as one unmerged linear (SGLang, as its DeepSeek does).
+
+    Every other target passes through; the fused one comes out without a shard id once both shards came.
+    """
+    pending: dict[str, dict[int, torch.Tensor]] = {}
+    for target, tensor in targets:
+        if target.param.rsplit(".", 2)[-2] != FUSED_QKV_A:
+            yield target, tensor
+            continue
+        if target.param.endswith("weight_scale_inv"):
+            check_fused_qkv_a_blocks(config)
+        shards = pending.setdefault(target.param, {})
+        shards[target.shard] = tensor
+        if len(shards) == 2:
+            del pending[target.param]
+            yield ParamTarget(target.param), torch.cat([shards[0], shards[1]], dim=0)

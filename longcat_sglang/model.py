@@ -13,8 +13,8 @@ from torch import nn
 from longcat_common import __version__
 from longcat_common.config import LongcatConfig
 from longcat_common.layer import IN_ORDER, MoeSideStream, ShortcutLayerSteps, shortcut_layer_forward
-from longcat_common.loading import checkpoint_targets
-from longcat_sglang.attention import LongcatMLA
+from longcat_common.loading import check_fused_qkv_a_blocks, checkpoint_targets, fuse_qkv_a
+from longcat_sglang.attention import LongcatMLA, check_attention_backends
 from longcat_sglang.moe import LongcatMoE
 from sglang.srt.eplb.expert_location import ModelConfigForExpertLocation
 from sglang.srt.layers.activation import SiluAndMul
@@ -25,7 +25,7 @@ from sglang.srt.layers.logits_processor import LogitsProcessor
 from sglang.srt.layers.vocab_parallel_embedding import ParallelLMHead, VocabParallelEmbedding
 from sglang.srt.model_executor.forward_batch_info import ForwardBatch
 from sglang.srt.model_loader.weight_utils import default_weight_loader
-from sglang.srt.runtime_context import get_device, get_parallel
+from sglang.srt.runtime_context import attention_backends, get_device, get_parallel
 from sglang.srt.utils import add_prefix
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,17 @@ def longcat_config(hf_config) -> LongcatConfig:
 
 def _on_cuda() -> bool:
     return torch.device(get_device().device).type == "cuda"
+
+
+def overlap_moe(on_cuda: bool, tp_size: int, moe_ep_size: int) -> bool:
+    """Whether the MoE branch may run on a side stream, concurrently with mlps0 -> attn1 -> mlps1.
+
+    Only without collectives (TP = EP = 1): with them the two streams' all-reduces could interleave in
+    different orders on different ranks. No scratch is shared at TP = 1: the triton and DeepGEMM MoE
+    runners (the only ones accepted) take theirs per call from the stream-ordered caching allocator,
+    and the attention backends' persistent workspaces are used by attention alone, on the main stream.
+    """
+    return on_cuda and tp_size == 1 and moe_ep_size == 1
 
 
 class LongcatDenseMLP(nn.Module):
@@ -81,8 +92,9 @@ class LongcatDecoderLayer(nn.Module):
         self.mlps = nn.ModuleList(
             LongcatDenseMLP(config, mlp_quant, prefix=add_prefix(f"mlps.{i}", prefix)) for i in range(2))
         self.mlp = LongcatMoE(config, layer_id, quant_config, on_cuda, prefix=add_prefix("mlp", prefix))
-        # Collectives inside the MoE must keep one order on every rank: overlap only without TP.
-        self.side_stream = MoeSideStream() if on_cuda and get_parallel().tp_size == 1 else IN_ORDER
+        parallel = get_parallel()
+        self.side_stream = MoeSideStream() if overlap_moe(on_cuda, parallel.tp_size, parallel.moe_ep_size) \
+            else IN_ORDER
 
     def forward(self, positions, hidden, residual, forward_batch: ForwardBatch):
         steps = ShortcutLayerSteps(
@@ -127,6 +139,9 @@ class LongcatFlashForCausalLM(nn.Module):
         self.dequantize_fp8 = self.lc.fp8_block_size() is not None and not on_cuda
         if self.dequantize_fp8:
             quant_config = None
+        elif self.lc.fp8_block_size():
+            check_fused_qkv_a_blocks(self.lc)
+        check_attention_backends(*attention_backends())
         self.quant_config = quant_config
         self.model = LongcatFlashModel(self.lc, quant_config, on_cuda, prefix=add_prefix("model", prefix))
         self.lm_head = ParallelLMHead(self.lc.vocab_size, self.lc.hidden_size, quant_config=quant_config,
@@ -147,7 +162,7 @@ class LongcatFlashForCausalLM(nn.Module):
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]):
         params = dict(self.named_parameters())
-        for target, tensor in checkpoint_targets(self.lc, weights, self.dequantize_fp8):
+        for target, tensor in fuse_qkv_a(self.lc, checkpoint_targets(self.lc, weights, self.dequantize_fp8)):
             param = params[target.param]
             loader = getattr(param, "weight_loader", default_weight_loader)
             if target.expert is not None:

@@ -2,7 +2,7 @@
 
 Routing is common/routing.py's contract: zero-expert slots come back as id -1 with weight 0, so the
 FusedMoE dispatcher sends them nowhere (SGLang's EP id mapping keeps -1, its triton and DeepGEMM runners
-skip it), and the identity term ``identity_coef * x`` is added once, after the TP/EP all-reduce of the
+skip it; the other runners route by themselves or index experts by id, so they are refused), and the identity term ``identity_coef * x`` is added once, after the TP/EP all-reduce of the
 real experts' output. SGLang 0.5.23's built-in class does neither: it scales zero experts by 1 instead
 of routed_scaling_factor and adds them before the reduction (counted once per rank).
 """
@@ -18,7 +18,7 @@ from sglang.srt.layers.linear import ReplicatedLinear
 from sglang.srt.layers.moe.fused_moe_triton.layer import FusedMoE
 from sglang.srt.layers.moe.token_dispatcher import StandardCombineInput
 from sglang.srt.layers.moe.topk import StandardTopKOutput
-from sglang.srt.layers.moe.utils import get_moe_a2a_backend
+from sglang.srt.layers.moe.utils import get_moe_a2a_backend, get_moe_runner_backend
 from sglang.srt.layers.quantization.unquant import UnquantizedFusedMoEMethod
 from sglang.srt.runtime_context import get_exec, get_parallel
 from sglang.srt.utils import add_prefix
@@ -54,6 +54,15 @@ class LongcatRouter(nn.Module):
         return logits  # [T, n_routed + n_zero] fp32
 
 
+def check_moe_runner_backend(backend) -> None:
+    """Only runners that take precomputed top-k ids with -1 for "no expert": triton and DeepGEMM (and auto,
+    which picks one of them for unquantised and block-FP8 experts on CUDA)."""
+    if not (backend.is_auto() or backend.is_triton() or backend.is_deep_gemm()):
+        raise ValueError(f"longcat-flash-plugins: --moe-runner-backend {backend.value} is not supported for "
+                         "LongCat-Flash (it routes by itself or cannot skip zero-expert slots); use triton, "
+                         "deep_gemm or auto")
+
+
 class LongcatMoE(nn.Module):
     def __init__(self, config: LongcatConfig, layer_id: int, quant_config, on_cuda: bool, prefix: str):
         super().__init__()
@@ -63,6 +72,7 @@ class LongcatMoE(nn.Module):
         if not get_moe_a2a_backend().is_none():
             raise ValueError(f"LongCat-Flash plugin: --moe-a2a-backend {get_moe_a2a_backend()} is not supported; "
                              "expert parallelism runs on the standard dispatcher (--ep-size N)")
+        check_moe_runner_backend(get_moe_runner_backend())
         self.config = config
         self.tp_size = get_parallel().tp_size
         self.router = LongcatRouter(config, prefix=add_prefix("router", prefix))
@@ -78,9 +88,6 @@ class LongcatMoE(nn.Module):
             self.experts.dispatcher.local_expert_mapping = torch.tensor(
                 [self.experts._map_global_expert_id_to_local_expert_id(e) for e in range(config.n_routed_experts)],
                 dtype=torch.int32)
-        backend = self.experts.runner_backend
-        # Runners that skip id -1 get the masked ids; others get expert 0 with weight 0 in those slots.
-        self.takes_masked_ids = backend is None or backend.is_triton() or backend.is_deep_gemm()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [T, H] (the post_attention_layernorm[0] output) -> [T, H], fully reduced, identity term included."""
@@ -88,8 +95,7 @@ class LongcatMoE(nn.Module):
         c = self.config
         routing = route_with_zero_experts(logits, self.router.e_score_correction_bias, c.moe_topk,
                                           c.n_routed_experts, c.routed_scaling_factor)
-        ids = routing.topk_ids if self.takes_masked_ids else routing.ids_for_kernel(0)
-        routed = self.experts(x, StandardTopKOutput(routing.topk_weights, ids, logits))
+        routed = self.experts(x, StandardTopKOutput(routing.topk_weights, routing.topk_ids, logits))
         if self.tp_size > 1:
             routed = tensor_model_parallel_all_reduce(routed)
         return add_identity(routed, routing.identity_coef, x)
