@@ -50,6 +50,17 @@ def rope_cos_sin_cache(rotary_dim: int, max_position: int, theta: float, yarn: d
     return (torch.cat([freqs.cos(), freqs.sin()], dim=-1) * magnitude).float()
 
 
+_SHARED: dict[tuple, torch.Tensor] = {}
+
+
+def shared_cos_sin_cache(rotary_dim: int, max_position: int, theta: float, yarn: dict | None = None) -> torch.Tensor:
+    """rope_cos_sin_cache, built once per process for every layer that asks with the same arguments."""
+    key = (rotary_dim, max_position, float(theta), tuple(sorted((yarn or {}).items())))
+    if key not in _SHARED:
+        _SHARED[key] = rope_cos_sin_cache(rotary_dim, max_position, theta, yarn)
+    return _SHARED[key]
+
+
 def apply_rope_interleaved(positions: torch.Tensor, x: torch.Tensor, cos_sin_cache: torch.Tensor) -> torch.Tensor:
     """positions [T]; x [T, ..., rotary_dim] (any strides); returns a new contiguous tensor shaped like x."""
     cos, sin = cos_sin_cache.index_select(0, positions.flatten().long()).float().chunk(2, dim=-1)

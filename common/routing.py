@@ -24,13 +24,14 @@ class ZeroExpertRouting:
     topk_weights: torch.Tensor  # [T, k] fp32, rsf * prob for real slots, 0 for zero slots
     identity_coef: torch.Tensor  # [T] fp32, rsf * sum of the zero slots' probs
 
-    def ids_for_kernel(self, fill_id: int) -> torch.Tensor:
-        """topk_ids with masked slots set to ``fill_id``, for kernels that cannot take a negative id.
 
-        With weight 0 the slot adds nothing; ``fill_id`` should name an expert the rank does not run
-        (e.g. one the EP expert map sends to -1), otherwise the kernel does the slot's GEMM for nothing.
-        """
-        return torch.where(self.topk_ids < 0, torch.full_like(self.topk_ids, fill_id), self.topk_ids)
+def ids_for_kernel(topk_ids: torch.Tensor, fill_id: int) -> torch.Tensor:
+    """topk_ids [T, k] with masked slots set to ``fill_id``, for kernels that cannot take a negative id.
+
+    With weight 0 the slot adds nothing; ``fill_id`` should name an expert the rank does not run
+    (e.g. one the EP expert map sends to -1), otherwise the kernel does the slot's GEMM for nothing.
+    """
+    return torch.where(topk_ids < 0, torch.full_like(topk_ids, fill_id), topk_ids)
 
 
 def route_with_zero_experts(router_logits: torch.Tensor, correction_bias: torch.Tensor | None, top_k: int,

@@ -24,14 +24,13 @@ prefills through it) plans its "ragged" MHA kernel for exactly those batches, an
 ``torch_native`` (CPU) reads K/V back from the latent pool, so there the absorbed form always runs.
 """
 
-import functools
 
 import torch
 from torch import nn
 
 from longcat_common.config import LongcatConfig
 from longcat_common.fp8 import FP8_DTYPE, dequantize_block_fp8
-from longcat_common.rope import apply_rope_interleaved, rope_cos_sin_cache
+from longcat_common.rope import apply_rope_interleaved, shared_cos_sin_cache
 from sglang.srt.layers.layernorm import RMSNorm
 from sglang.srt.environ import envs
 from sglang.srt.layers.linear import ColumnParallelLinear, ReplicatedLinear, RowParallelLinear
@@ -47,21 +46,16 @@ from sglang.srt.runtime_context import attention_backends, get_exec, get_paralle
 from sglang.srt.utils import add_prefix
 
 
-@functools.lru_cache(maxsize=None)
-def _shared_cos_sin_cache(rotary_dim: int, max_position: int, theta: float) -> torch.Tensor:
-    return rope_cos_sin_cache(rotary_dim, max_position, theta)
-
-
 class PortableRope(nn.Module):
-    """Interleaved RoPE from common/rope.py with one cos/sin cache shared by every layer.
+    """Interleaved RoPE (YaRN included) from common/rope.py with one cos/sin cache shared by every layer.
 
-    Used off CUDA: SGLang's rotary embedding there calls ``vllm._custom_ops`` (absent) or, through the
-    DeepSeek factory, asserts a ``deepseek_yarn`` scaling that LongCat-Flash does not have.
+    Used off CUDA: SGLang's rotary embedding there calls ``vllm._custom_ops`` (absent), and its CPU
+    factory asserts a ``deepseek_yarn`` scaling that Flash-Chat does not have.
     """
 
-    def __init__(self, rotary_dim: int, max_position: int, theta: float):
+    def __init__(self, rotary_dim: int, max_position: int, theta: float, yarn: dict | None = None):
         super().__init__()
-        self.cos_sin_cache = _shared_cos_sin_cache(rotary_dim, max_position, float(theta))
+        self.cos_sin_cache = shared_cos_sin_cache(rotary_dim, max_position, theta, yarn)
 
     def forward(self, positions: torch.Tensor, q_pe: torch.Tensor, k_pe: torch.Tensor):
         return (apply_rope_interleaved(positions, q_pe, self.cos_sin_cache),
@@ -69,11 +63,12 @@ class PortableRope(nn.Module):
 
 
 def make_rope(config: LongcatConfig, on_cuda: bool) -> nn.Module:
-    if on_cuda:
+    yarn = config.rope_scaling
+    if on_cuda:  # SGLang's DeepseekScalingRotaryEmbedding for Thinking-2601's YaRN
         return get_rope(config.qk_rope_head_dim, rotary_dim=config.qk_rope_head_dim,
                         max_position=config.max_position_embeddings, base=config.rope_theta,
-                        is_neox_style=False)
-    return PortableRope(config.qk_rope_head_dim, config.max_position_embeddings, config.rope_theta)
+                        is_neox_style=False, rope_scaling=yarn and {"rope_type": "deepseek_yarn", **yarn})
+    return PortableRope(config.qk_rope_head_dim, config.max_position_embeddings, config.rope_theta, yarn)
 
 
 # Backends whose prefill we feed in both forms (by SGLang's DeepSeek rule); CPU's runs the absorbed form only.
@@ -133,11 +128,11 @@ class LongcatMLA(nn.Module):
         self.rotary_emb = make_rope(config, on_cuda)
         # One latent "KV head" of width kv_lora + rope; the value is its first kv_lora columns.
         self.attn_mqa = RadixAttention(
-            self.num_local_heads, self.kv_lora + self.rope_dim, config.qk_head_dim ** -0.5, num_kv_heads=1,
+            self.num_local_heads, self.kv_lora + self.rope_dim, config.softmax_scale(), num_kv_heads=1,
             layer_id=attn_layer_id, v_head_dim=self.kv_lora, quant_config=quant_config,
             prefix=add_prefix("attn_mqa", prefix))
         self.attn_mha = RadixAttention(
-            self.num_local_heads, config.qk_head_dim, config.qk_head_dim ** -0.5,
+            self.num_local_heads, config.qk_head_dim, config.softmax_scale(),
             num_kv_heads=self.num_local_heads, layer_id=attn_layer_id, v_head_dim=self.v_dim,
             quant_config=quant_config, prefix=add_prefix("attn_mha", prefix))
         # What SGLang's DeepSeek attention-method handlers read off the module. Chunked-prefix MHA is not

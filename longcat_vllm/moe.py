@@ -34,7 +34,8 @@ from vllm.model_executor.layers.fused_moe.router.base_router import BaseRouter
 from vllm.platforms import current_platform
 
 from longcat_common.config import LongcatConfig
-from longcat_common.routing import MASKED_SLOT, ZeroExpertRouting, add_identity, route_with_zero_experts
+from longcat_common.routing import (MASKED_SLOT, ZeroExpertRouting, add_identity, ids_for_kernel,
+                                    route_with_zero_experts)
 
 
 def pack_routing(routing: ZeroExpertRouting) -> torch.Tensor:
@@ -81,8 +82,7 @@ class ZeroExpertSlotRouter(BaseRouter):
             if self.expert_map is not None:
                 ids = torch.where(ids >= 0, self.expert_map[ids.clamp(min=0).long()].to(ids.dtype), ids)
             return weights.masked_fill(ids < 0, 0.0), ids.clamp(min=0).to(indices_type or torch.int32)
-        ids = torch.where(ids < 0, torch.full_like(ids, self.fill_id), ids)
-        return weights, ids.to(indices_type or torch.int32)
+        return weights, ids_for_kernel(ids, self.fill_id).to(indices_type or torch.int32)
 
 
 def _routes_inside_kernel(quant_method) -> bool:

@@ -10,16 +10,7 @@ portable rotation from longcat_common runs, YaRN included (docs/vllm-cpu-rope.md
 import torch
 from torch import nn
 
-from longcat_common.rope import apply_rope_interleaved, rope_cos_sin_cache
-
-_CACHES: dict[tuple, torch.Tensor] = {}
-
-
-def _shared_cache(rotary_dim: int, max_position: int, theta: float, yarn: dict | None) -> torch.Tensor:
-    key = (rotary_dim, max_position, theta, tuple(sorted((yarn or {}).items())))
-    if key not in _CACHES:
-        _CACHES[key] = rope_cos_sin_cache(rotary_dim, max_position, theta, yarn)
-    return _CACHES[key]
+from longcat_common.rope import apply_rope_interleaved, shared_cos_sin_cache
 
 
 class MlaRope(nn.Module):
@@ -27,7 +18,8 @@ class MlaRope(nn.Module):
                  yarn: dict | None = None):
         super().__init__()
         self.engine_rope = engine_rope
-        self.register_buffer("cos_sin_fp32", _shared_cache(rotary_dim, max_position, theta, yarn), persistent=False)
+        cache = shared_cos_sin_cache(rotary_dim, max_position, theta, yarn)
+        self.register_buffer("cos_sin_fp32", cache, persistent=False)
 
     def forward(self, positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor):
         """positions [T]; query [T, heads, rot]; key [T, 1, rot] (views) -> rotated (query, key)."""

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from longcat_common.routing import MASKED_SLOT, add_identity, route_with_zero_experts
+from longcat_common.routing import MASKED_SLOT, add_identity, ids_for_kernel, route_with_zero_experts
 
 N_ROUTED, N_ZERO, TOP_K, RSF = 12, 6, 4, 6.0
 
@@ -76,7 +76,7 @@ def test_bias_only_steers_choice():
 def test_ids_for_kernel_fills_only_masked_slots(case):
     _, logits, bias, _ = case
     r = route_with_zero_experts(logits, bias, TOP_K, N_ROUTED, RSF)
-    ids = r.ids_for_kernel(7)
+    ids = ids_for_kernel(r.topk_ids, 7)
     masked = r.topk_ids == MASKED_SLOT
     assert (ids[masked] == 7).all() and (ids[~masked] == r.topk_ids[~masked]).all()
 
