@@ -32,8 +32,8 @@ def tiny_fp8_ckpt(tmp_path_factory):
 # config.json of LongCat-Flash-Thinking-2601's shape: architecture LongcatCausalLM (no model_type) and
 # DeepSeek-style YaRN, here over an original context of 32 positions so that prompts reach past it.
 THINKING_2601 = {
-    "architectures": ["LongcatCausalLM"], "max_position_embeddings": 256,
-    "rope_scaling": {"type": "yarn", "factor": 8.0, "original_max_position_embeddings": 32, "beta_fast": 32,
+    "architectures": ["LongcatCausalLM"], "max_position_embeddings": 512,
+    "rope_scaling": {"type": "yarn", "factor": 16.0, "original_max_position_embeddings": 32, "beta_fast": 32,
                      "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0},
 }
 
