@@ -16,10 +16,12 @@
   a value is raw text when the tool's JSON schema types the parameter ``string`` and JSON otherwise
   (raw text too where it is not valid JSON, or the parameter is not declared).
 
-Several calls may follow each other. Text outside the calls is content, except whitespace right after
-a call. A call whose body does not parse is content, as written. A call still open when the text ends
-is parsed as if closed by ``split_tool_calls``; ``ToolCallStream`` cannot know the text has ended and
-holds it back, so only complete calls stream (engines do not tell a parser that the output is over).
+Several calls may follow each other. Text outside the calls is content, except whitespace at the
+start and right after a call (the model writes a newline after a think block, and engines hand the
+tool parser the text after it in pieces of their own choosing). A call whose body does not parse is
+content, as written. A call still open when the text ends is parsed as if closed by
+``split_tool_calls``; ``ToolCallStream`` cannot know that the text has ended and holds it back, so
+only complete calls stream (engines do not tell a tool parser that the output is over).
 """
 
 import json
@@ -129,7 +131,7 @@ class ToolCallStream:
         self.fmt, self.types = fmt, param_types(tools)
         self.buffer = ""
         self.in_call = False
-        self.after_call = False  # dropping whitespace after a call
+        self.skip_space = True  # dropping whitespace: at the start and after a call
         self.calls_seen = 0
 
     def feed(self, delta: str) -> Parsed:
@@ -144,11 +146,11 @@ class ToolCallStream:
                 self._close(body, CALL_START + body + CALL_END, out)
                 self.buffer = self.buffer[end + len(CALL_END):]
                 continue
-            if self.after_call:
+            if self.skip_space:
                 self.buffer = self.buffer.lstrip()
                 if not self.buffer:
                     break
-                self.after_call = False
+                self.skip_space = False
             start = self.buffer.find(CALL_START)
             if start < 0:
                 keep = partial_tag_suffix(self.buffer, CALL_START)
@@ -165,7 +167,7 @@ class ToolCallStream:
         self.buffer = ""
         if self.in_call:
             self._close(rest, CALL_START + rest, out)
-        elif not self.after_call:
+        elif not self.skip_space:
             out.content += rest
         return out
 
@@ -177,4 +179,4 @@ class ToolCallStream:
         else:
             out.calls.append(call)
             self.calls_seen += 1
-            self.after_call = True
+            self.skip_space = True
