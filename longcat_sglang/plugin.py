@@ -9,6 +9,7 @@ import logging
 logger = logging.getLogger(__name__)
 
 ARCHITECTURE = "LongcatFlashForCausalLM"
+PARSERS_REGISTERED = "longcat-flash-plugins: tool parsers longcat, longcat_xml and reasoning parser longcat registered"
 
 
 def _flag_value(args: list[str], flags: tuple[str, ...]) -> str | None:
@@ -41,6 +42,20 @@ def _no_pynccl_on_gloo(init_group, group_ranks, local_rank, backend, *args, **kw
     return init_group(group_ranks, local_rank, backend, *args, **kwargs)
 
 
+def register_parsers() -> None:
+    """Into SGLang's parser tables. ``sglang.launch_server`` runs the plugins before it parses its
+    arguments, and takes the ``--tool-call-parser`` / ``--reasoning-parser`` choices from these tables
+    once their modules are imported (from static name lists otherwise)."""
+    from sglang.srt.function_call.function_call_parser import FunctionCallParser
+    from sglang.srt.parser.reasoning_parser import ReasoningParser
+
+    from longcat_sglang.parsers import LongcatJsonDetector, LongcatReasoningDetector, LongcatXmlDetector
+
+    FunctionCallParser.ToolCallParserEnum.update(longcat=LongcatJsonDetector, longcat_xml=LongcatXmlDetector)
+    ReasoningParser.DetectorMap["longcat"] = LongcatReasoningDetector
+    logger.info(PARSERS_REGISTERED)
+
+
 def register() -> None:
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
@@ -57,3 +72,4 @@ def register() -> None:
         raise
     ModelRegistry.models[ARCHITECTURE] = LongcatFlashForCausalLM
     logger.info("longcat-flash-plugins: %s -> longcat_sglang.model", ARCHITECTURE)
+    register_parsers()
