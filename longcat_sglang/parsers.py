@@ -1,6 +1,8 @@
 """SGLang adapters for longcat_common's tool-call and think-block parsers (``--tool-call-parser longcat``
 / ``longcat_xml``, ``--reasoning-parser longcat``); registered by longcat_sglang.plugin."""
 
+import logging
+
 from sglang.srt.function_call.base_format_detector import BaseFormatDetector
 from sglang.srt.function_call.core_types import StreamingParseResult, StructureInfo, ToolCallItem
 from sglang.srt.parser.reasoning_parser import BaseReasoningFormatDetector
@@ -8,6 +10,17 @@ from sglang.srt.parser.reasoning_parser import StreamingParseResult as Reasoning
 
 from longcat_common.reasoning import THINK_END, THINK_START, ReasoningStream, split_reasoning
 from longcat_common.tool_calls import CALL_END, CALL_START, Parsed, ToolCallStream, split_tool_calls
+
+logger = logging.getLogger(__name__)
+IN_USE = "longcat-flash-plugins: SGLang parses with longcat_sglang's {}"
+_announced: set[str] = set()
+
+
+def _announce(parser: str) -> None:
+    """Once per process, when first used: the plugin registers before SGLang configures its logging."""
+    if parser not in _announced:
+        _announced.add(parser)
+        logger.info(IN_USE.format(parser))
 
 
 class _LongcatDetector(BaseFormatDetector):
@@ -17,6 +30,7 @@ class _LongcatDetector(BaseFormatDetector):
         super().__init__()
         self.bot_token, self.eot_token = CALL_START, CALL_END
         self._stream: ToolCallStream | None = None
+        _announce(f"tool parser {self.fmt}")
 
     def has_tool_call(self, text: str) -> bool:
         return CALL_START in text
@@ -77,6 +91,7 @@ class LongcatReasoningDetector(BaseReasoningFormatDetector):
         super().__init__(THINK_START, THINK_END, force_reasoning=force_reasoning, stream_reasoning=stream_reasoning,
                          reasoning_default="enable_thinking", **kwargs)
         self._stream = ReasoningStream(force_reasoning)
+        _announce("reasoning parser longcat")
 
     def detect_and_parse(self, text: str) -> ReasoningResult:
         split = split_reasoning(text, self.force_reasoning)

@@ -9,7 +9,6 @@ import logging
 logger = logging.getLogger(__name__)
 
 ARCHITECTURE = "LongcatFlashForCausalLM"
-PARSERS_REGISTERED = "longcat-flash-plugins: tool parsers longcat, longcat_xml and reasoning parser longcat registered"
 
 
 def _flag_value(args: list[str], flags: tuple[str, ...]) -> str | None:
@@ -53,7 +52,6 @@ def register_parsers() -> None:
 
     FunctionCallParser.ToolCallParserEnum.update(longcat=LongcatJsonDetector, longcat_xml=LongcatXmlDetector)
     ReasoningParser.DetectorMap["longcat"] = LongcatReasoningDetector
-    logger.info(PARSERS_REGISTERED)
 
 
 def register() -> None:

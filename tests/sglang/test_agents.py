@@ -14,7 +14,7 @@ from transformers import AutoTokenizer
 
 from longcat_common.tiny import write_checkpoint
 from longcat_common.tiny_agent import SCRIPT_TOOLS
-from longcat_sglang.plugin import PARSERS_REGISTERED
+from longcat_sglang.parsers import IN_USE
 from tests import agents
 from tests.sglang.server import sglang_server
 
@@ -32,8 +32,11 @@ def served(request, tmp_path_factory):
         yield flavour, OpenAI(base_url=server.url + "/v1", api_key="none"), server, ckpt
 
 
-def test_our_parsers_registered(served):
-    assert PARSERS_REGISTERED in served[2].log()
+def test_our_parsers_serve(served):
+    flavour, client, server = served[:3]
+    agents.ask(client)
+    for parser in (f"tool parser {agents.TOOL_PARSER[flavour]}", "reasoning parser longcat"):
+        assert IN_USE.format(parser) in server.log()
 
 
 def test_tool_calls_and_reasoning(served):
