@@ -4,6 +4,8 @@ shared by the vLLM and SGLang parser tests: what the openai client gets, whole a
 import json
 import os
 
+from transformers import AutoTokenizer
+
 from longcat_common.tiny_agent import SCRIPT_CALLS, SCRIPT_TOOLS, SCRIPTS
 
 MODEL = "longcat-agent"
@@ -68,3 +70,20 @@ def with_tool_results(calls) -> list[dict]:
     results = [{"role": "tool", "tool_call_id": c.id, "content": json.dumps(RESULTS[c.function.name])}
                for c in calls]
     return MESSAGES + [assistant] + results
+
+
+def check_tool_result_turn(client, ckpt, flavour: str) -> None:
+    """A turn after tool results: the server renders them through the checkpoint's template exactly as
+    transformers does (same prompt length), and the scripted model calls again."""
+    first = ask(client).choices[0].message
+    messages = with_tool_results(first.tool_calls)
+    r = ask(client, messages=messages)
+    local = json.loads(json.dumps(messages))  # transformers renders arguments given as objects
+    for call in local[2]["tool_calls"]:
+        call["function"]["arguments"] = json.loads(call["function"]["arguments"])
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    text = tok.apply_chat_template(local, tools=SCRIPT_TOOLS, tokenize=False, add_generation_prompt=True)
+    name = "get_weather\n" if flavour == "2601" else ""
+    assert f'<longcat_tool_response>{name}{{"forecast": ["sun", "rain", "sun"]}}</longcat_tool_response>' in text
+    assert r.usage.prompt_tokens == len(tok(text, add_special_tokens=False).input_ids)
+    assert r.choices[0].message.tool_calls

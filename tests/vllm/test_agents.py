@@ -1,21 +1,17 @@
-"""vLLM's OpenAI server with our tool-call and reasoning parsers, on scripted checkpoints whose greedy
-output is a think block, text and two tool calls: Flash-Thinking's JSON calls (``--tool-call-parser
-longcat``, which replaces vLLM's built-in parser of that name) and 2601's XML calls (``longcat_xml``).
-One server, shared by the module's tests, on Flash-Thinking (the format whose parser name replaces a
-built-in one); LONGCAT_AGENT_TESTS=all adds a server on 2601 (the XML format is served in the SGLang
-tests, and both formats go through the same adapter code). examples/agent_loop.py runs against it."""
+"""vLLM's OpenAI server with our tool-call and reasoning parsers, on a scripted checkpoint whose greedy
+output is a think block, text and two tool calls. One server, shared by the module's tests, on
+Flash-Thinking's JSON calls (``--tool-call-parser longcat``, the name that replaces vLLM's built-in
+parser); LONGCAT_AGENT_TESTS=all adds one on 2601's XML calls (served in the SGLang tests).
+examples/agent_loop.py runs against it."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from openai import OpenAI
-from transformers import AutoTokenizer
 
 from longcat_common.tiny import write_checkpoint
-from longcat_common.tiny_agent import SCRIPT_TOOLS
 from longcat_vllm.plugin import PARSERS_REGISTERED
 from tests import agents
 from tests.server import free_port, running_server
@@ -64,19 +60,7 @@ def test_tool_choice_required_and_named(served, choice):
 
 
 def test_tool_results_rendered_back_through_the_template(served):
-    flavour, client, _, ckpt, _ = served
-    first = agents.ask(client).choices[0].message
-    messages = agents.with_tool_results(first.tool_calls)
-    r = agents.ask(client, messages=messages)
-    local = json.loads(json.dumps(messages))  # transformers renders arguments given as objects
-    for call in local[2]["tool_calls"]:
-        call["function"]["arguments"] = json.loads(call["function"]["arguments"])
-    text = AutoTokenizer.from_pretrained(ckpt).apply_chat_template(local, tools=SCRIPT_TOOLS, tokenize=False,
-                                                                   add_generation_prompt=True)
-    name = "get_weather\n" if flavour == "2601" else ""
-    assert f'<longcat_tool_response>{name}{{"forecast": ["sun", "rain", "sun"]}}</longcat_tool_response>' in text
-    assert r.usage.prompt_tokens == len(AutoTokenizer.from_pretrained(ckpt)(text, add_special_tokens=False).input_ids)
-    assert r.choices[0].message.tool_calls  # the scripted model calls again
+    agents.check_tool_result_turn(served[1], served[3], served[0])
 
 
 def test_agent_loop_example(served):
