@@ -16,6 +16,8 @@ setup(
     },
     entry_points={
         "vllm.general_plugins": ["longcat_flash = longcat_vllm.plugin:register"],
+        # loaded before the API server validates --tool-call-parser (longcat_vllm/plugin.py)
+        "vllm.platform_plugins": ["longcat_flash_parsers = longcat_vllm.plugin:register_parsers_as_platform_plugin"],
         "sglang.srt.plugins": ["longcat_flash = longcat_sglang.plugin:register"],
     },
 )

@@ -1,12 +1,15 @@
 """Random LongCat-Flash checkpoints in the exact Hub layout, for tests and benchmarks.
 
     python -m longcat_common.tiny OUT_DIR [--fp8] [--preset tiny|bench] [--seed N]
+                                  [--flavour chat|thinking|2601 [--scripted]]
 
 Writes config.json (no model_type, like the Hub's), generation_config.json, sharded safetensors
 (one shard per decoder layer; embeddings in the first, final norm, lm_head and MTP in a last one) with
 model.safetensors.index.json, and a small real tokenizer (``tiny_tokenizer``). ``--fp8`` writes the
 Chat-FP8 layout: every quantisable linear as e4m3 + fp32 ``weight_scale_inv`` (128x128 blocks), the
-quantisation of the very bf16 weights the same seed gives without ``--fp8``.
+quantisation of the very bf16 weights the same seed gives without ``--fp8``. ``--flavour`` adds
+LongCat's special tokens and that model's chat template, ``--scripted`` weights whose greedy output
+is a fixed agent turn (``tiny_agent``).
 
 The weights are random but conditioned like a trained model where tests need it:
   * 1/sqrt(fan_in) inits, output projections (o_proj, down_proj) at half gain, so the residual stream
@@ -32,7 +35,8 @@ from safetensors.torch import save_file
 from .checkpoint import MTP_PREFIX, checkpoint_shapes, expected_tensors
 from .config import LongcatConfig
 from .fp8 import BLOCK, quantize_block_fp8
-from .tiny_tokenizer import BOS_ID, EOS_ID, build_tokenizer, muted_token_ids, write_tokenizer
+from .tiny_agent import FLAVOURS, TEMPLATES, agent_tokenizer, script_chain, script_weights
+from .tiny_tokenizer import CHAT_TEMPLATE, BOS_ID, EOS_ID, build_tokenizer, muted_token_ids, write_tokenizer
 
 PRESETS = {
     # loads in seconds; kv_lora_rank + qk_rope_head_dim = 576 for the engines' CPU MLA backends
@@ -162,23 +166,31 @@ def write_safetensors(out_dir: Path, tensors: dict[str, torch.Tensor], num_layer
 
 
 def write_checkpoint(out_dir, preset: str = "tiny", fp8: bool = False, seed: int = 0,
-                     overrides: dict | None = None) -> Path:
+                     overrides: dict | None = None, flavour: str | None = None, scripted: bool = False) -> Path:
     """Writes a random checkpoint of ``preset`` into out_dir (created if needed); returns its path.
 
     ``overrides`` is merged into config.json only (a None value deletes the key): the tensors always
-    follow the preset, so tests can write configs that are wrong for their checkpoint.
+    follow the preset, so tests can write configs that are wrong for their checkpoint. ``flavour`` and
+    ``scripted``: see ``tiny_agent`` (without a flavour: the plain tokenizer, Flash-Chat's template).
     """
+    if scripted and not flavour:
+        raise ValueError("scripted checkpoints need a flavour (chat, thinking or 2601)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer()
+    if flavour:
+        tok = agent_tokenizer(tok, flavour, scripted)
     raw = hub_config(preset, vocab_size=-(-tok.get_vocab_size() // 64) * 64)
-    write_tokenizer(out_dir, tok, model_max_length=raw["max_position_embeddings"])
+    write_tokenizer(out_dir, tok, model_max_length=raw["max_position_embeddings"],
+                    chat_template=TEMPLATES[flavour] if flavour else CHAT_TEMPLATE)
     if fp8:
         raw["quantization_config"] = dict(FP8_QUANTIZATION_CONFIG)
     config = LongcatConfig.from_dict(raw)
 
     muted = muted_token_ids(tok) + list(range(tok.get_vocab_size(), config.vocab_size))
     tensors = random_weights(config, muted, seed)
+    if scripted:
+        script_weights(tensors, script_chain(tok, flavour), torch.Generator().manual_seed(seed))
     if fp8:
         tensors = quantize_weights(tensors, config)
     if {n: tuple(t.shape) for n, t in tensors.items()} != expected_tensors(config, include_mtp=True):
@@ -199,10 +211,16 @@ def main(argv=None) -> None:
     parser.add_argument("--fp8", action="store_true", help="Chat-FP8 layout (block-FP8 linears)")
     parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--flavour", choices=FLAVOURS, help="LongCat tokens and this model's chat template")
+    parser.add_argument("--scripted", action="store_true", help="greedy output is the flavour's fixed agent turn")
     args = parser.parse_args(argv)
-    path = write_checkpoint(args.out_dir, args.preset, args.fp8, args.seed)
+    if args.scripted and not args.flavour:
+        parser.error("--scripted needs --flavour")
+    path = write_checkpoint(args.out_dir, args.preset, args.fp8, args.seed, flavour=args.flavour,
+                            scripted=args.scripted)
     size = json.loads((path / "model.safetensors.index.json").read_text())["metadata"]["total_size"]
-    print(f"wrote {args.preset}{' fp8' if args.fp8 else ''} LongCat-Flash checkpoint (seed {args.seed}, "
+    kind = f"{args.preset}{' fp8' if args.fp8 else ''}{' ' + args.flavour if args.flavour else ''}"
+    print(f"wrote {kind}{' scripted' if args.scripted else ''} LongCat-Flash checkpoint (seed {args.seed}, "
           f"{size / 2**20:.1f} MiB) to {path}")
 
 

@@ -96,7 +96,7 @@ def muted_token_ids(tok: Tokenizer) -> list[int]:
     return specials + [i for i in range(len(SPECIAL_TOKENS), tok.get_vocab_size()) if not printable(tok.decode([i]))]
 
 
-def write_tokenizer(out_dir: Path, tok: Tokenizer, model_max_length: int) -> None:
+def write_tokenizer(out_dir: Path, tok: Tokenizer, model_max_length: int, chat_template: str = CHAT_TEMPLATE) -> None:
     """Writes tokenizer.json and tokenizer_config.json into out_dir."""
     tok.save(str(out_dir / "tokenizer.json"))
     config = {
@@ -104,6 +104,6 @@ def write_tokenizer(out_dir: Path, tok: Tokenizer, model_max_length: int) -> Non
         "unk_token": UNK, "bos_token": BOS, "eos_token": EOS, "pad_token": PAD,
         "model_max_length": model_max_length,
         "clean_up_tokenization_spaces": False,
-        "chat_template": CHAT_TEMPLATE,
+        "chat_template": chat_template,
     }
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -7,7 +7,6 @@ from a plugin and then silently serves its built-in class, so a failure here is 
 import logging
 
 from longcat_common.config import ARCHITECTURES
-from longcat_sglang.request_guard import check_request
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +52,23 @@ def _thinking_2601_as_flash(config, *args, **kwargs):
     return config
 
 
+def register_parsers() -> None:
+    """Into SGLang's parser tables. ``sglang.launch_server`` runs the plugins before it parses its
+    arguments, and takes the ``--tool-call-parser`` / ``--reasoning-parser`` choices from these tables
+    once their modules are imported (from static name lists otherwise)."""
+    from sglang.srt.function_call.function_call_parser import FunctionCallParser
+    from sglang.srt.parser.reasoning_parser import ReasoningParser
+
+    from longcat_sglang.parsers import LongcatJsonDetector, LongcatReasoningDetector, LongcatXmlDetector
+
+    FunctionCallParser.ToolCallParserEnum.update(longcat=LongcatJsonDetector, longcat_xml=LongcatXmlDetector)
+    ReasoningParser.DetectorMap["longcat"] = LongcatReasoningDetector
+
+
 def register() -> None:
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
+
+    from longcat_sglang.request_guard import check_request
 
     HookRegistry.register("sglang.srt.server_args.prepare_server_args", _enable_ep_moe_compat, HookType.BEFORE)
     HookRegistry.register("sglang.srt.distributed.parallel_state.init_model_parallel_group", _no_pynccl_on_gloo,
@@ -72,3 +86,4 @@ def register() -> None:
         raise
     ModelRegistry.models[ARCHITECTURES[0]] = LongcatFlashForCausalLM
     logger.info("longcat-flash-plugins: %s -> longcat_sglang.model", ARCHITECTURES[0])
+    register_parsers()

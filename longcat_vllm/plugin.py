@@ -1,4 +1,5 @@
-"""The ``vllm.general_plugins`` entry point: runs in every vLLM process (API server, engine, workers)."""
+"""vLLM entry points: the model (``vllm.general_plugins``, run in every vLLM process) and the LongCat
+tool-call and reasoning parsers (also from ``vllm.platform_plugins``, see ``register_parsers``)."""
 
 import logging
 
@@ -7,6 +8,40 @@ from longcat_common import __version__
 from longcat_common.config import ARCHITECTURES
 
 logger = logging.getLogger("vllm.longcat_flash_plugins")  # under "vllm" to use its log handler
+
+TOOL_PARSERS = {"longcat": "LongcatJsonToolParser", "longcat_xml": "LongcatXmlToolParser"}
+REASONING_PARSERS = {"longcat": "LongcatReasoningParser"}
+PARSERS_REGISTERED = "longcat-flash-plugins: tool parsers longcat, longcat_xml and reasoning parser longcat registered"
+_parsers_registered = False
+
+
+def register_parsers() -> None:
+    """Lazy registration (imports nothing heavy). ``longcat`` replaces vLLM's built-in JSON parser.
+
+    The API server checks ``--tool-call-parser`` / ``--reasoning-parser`` before it builds the engine
+    arguments, which is where it loads the general plugins; it resolves the platform earlier, loading
+    every ``vllm.platform_plugins`` entry point, so this is registered there too (returning None:
+    it activates no platform).
+    """
+    global _parsers_registered
+    if _parsers_registered:
+        return
+    from vllm.reasoning import ReasoningParserManager
+    from vllm.tool_parsers import ToolParserManager
+
+    for name, cls in TOOL_PARSERS.items():
+        ToolParserManager.tool_parsers.pop(name, None)
+        ToolParserManager.register_lazy_module(name, "longcat_vllm.parsers", cls)
+    for name, cls in REASONING_PARSERS.items():
+        ReasoningParserManager.reasoning_parsers.pop(name, None)
+        ReasoningParserManager.register_lazy_module(name, "longcat_vllm.parsers", cls)
+    _parsers_registered = True
+    logger.info(PARSERS_REGISTERED)
+
+
+def register_parsers_as_platform_plugin() -> None:
+    register_parsers()
+    return None
 
 
 def register() -> None:
@@ -18,3 +53,4 @@ def register() -> None:
         # Hub configs carry no model_type: vLLM maps the architecture (Thinking-2601's is not in its table)
         vllm_hf_config._ARCHITECTURE_TO_MODEL_TYPE.setdefault(arch, "longcat_flash")
     logger.info("longcat-flash-plugins %s: %s registered for vLLM", __version__, ", ".join(ARCHITECTURES))
+    register_parsers()

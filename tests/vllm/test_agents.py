@@ -1,0 +1,70 @@
+"""vLLM's OpenAI server with our tool-call and reasoning parsers, on a scripted checkpoint whose greedy
+output is a think block, text and two tool calls. One server, shared by the module's tests, on
+Flash-Thinking's JSON calls (``--tool-call-parser longcat``, the name that replaces vLLM's built-in
+parser); LONGCAT_AGENT_TESTS=all adds one on 2601's XML calls (served in the SGLang tests).
+examples/agent_loop.py runs against it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+
+from longcat_common.tiny import write_checkpoint
+from longcat_vllm.plugin import PARSERS_REGISTERED
+from tests import agents
+from tests.server import free_port, running_server
+
+from .conftest import SERVED_BY_US
+
+AGENT_LOOP = Path(__file__).parents[2] / "examples" / "agent_loop.py"
+
+
+@pytest.fixture(scope="module", params=agents.FLAVOURS_SERVED["vllm"])
+def served(request, tmp_path_factory):
+    flavour = request.param
+    ckpt = write_checkpoint(tmp_path_factory.mktemp(f"agent-{flavour}"), flavour=flavour, scripted=True)
+    port, log = free_port(), tmp_path_factory.mktemp("vllm-agents") / "server.log"
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(ckpt), "--host", "127.0.0.1",
+           "--port", str(port), "--max-model-len", "2048", "--max-num-seqs", "4", "--kv-cache-memory-bytes",
+           str(1 << 28), "--served-model-name", agents.MODEL, "--enable-auto-tool-choice",
+           "--tool-call-parser", agents.TOOL_PARSER[flavour], "--reasoning-parser", "longcat",
+           "--enforce-eager"]  # torch.compile would add ~2 min of start-up and nothing parsers need
+    with running_server(cmd, port, log, env={"VLLM_CPU_OMP_THREADS_BIND": "0"}) as base:
+        yield flavour, OpenAI(base_url=base + "/v1", api_key="none"), log, ckpt, base
+
+
+def test_our_model_and_parsers_served(served):
+    text = served[2].read_text()
+    assert SERVED_BY_US in text and PARSERS_REGISTERED in text
+
+
+def test_tool_calls_and_reasoning(served):
+    flavour, client = served[:2]
+    r = agents.ask(client)
+    assert r.choices[0].finish_reason == "tool_calls"
+    assert agents.summary(r) == agents.expected(flavour)
+
+
+def test_streaming_equals_whole(served):
+    flavour, client = served[:2]
+    assert agents.streamed(client) == agents.expected(flavour)
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
+def test_tool_choice_required_and_named(served, choice):
+    """vLLM parses the model's own calls for these parsers (it would force a JSON array otherwise)."""
+    flavour, client = served[:2]
+    assert agents.whole(client, tool_choice=choice) == agents.expected(flavour)
+
+
+def test_tool_results_rendered_back_through_the_template(served):
+    agents.check_tool_result_turn(served[1], served[3], served[0])
+
+
+def test_agent_loop_example(served):
+    out = subprocess.run([sys.executable, str(AGENT_LOOP), served[4] + "/v1", "--max-steps", "2"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'get_weather({"city": "Paris", "days": 3})' in out.stdout, out.stdout
