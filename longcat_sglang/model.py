@@ -147,9 +147,10 @@ class LongcatFlashForCausalLM(nn.Module):
         self.lm_head = ParallelLMHead(self.lc.vocab_size, self.lc.hidden_size, quant_config=quant_config,
                                       prefix=add_prefix("lm_head", prefix))
         self.logits_processor = LogitsProcessor(config)
-        served_as = getattr(config, "longcat_architecture", config.architectures[0])  # plugin.py renames 2601's
-        logger.info("longcat-flash-plugins %s: %s (config %s, device %s, tp %d, moe ep %d, fp8 %s)", __version__,
-                    ACTIVE_MESSAGE, served_as, get_device().device, get_parallel().tp_size, get_parallel().moe_ep_size,
+        yarn = self.lc.rope_scaling
+        logger.info("longcat-flash-plugins %s: %s (rope %s, device %s, tp %d, moe ep %d, fp8 %s)", __version__,
+                    ACTIVE_MESSAGE, f"yarn x{yarn['factor']:g}" if yarn else "plain", get_device().device,
+                    get_parallel().tp_size, get_parallel().moe_ep_size,
                     "dequantised to bf16" if self.dequantize_fp8 else bool(self.lc.fp8_block_size()))
 
     def get_input_embeddings(self) -> nn.Embedding:

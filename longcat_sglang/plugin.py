@@ -41,17 +41,6 @@ def _no_pynccl_on_gloo(init_group, group_ranks, local_rank, backend, *args, **kw
     return init_group(group_ranks, local_rank, backend, *args, **kwargs)
 
 
-def _thinking_2601_as_flash(config, *args, **kwargs):
-    """Thinking-2601 says ``LongcatCausalLM``; SGLang keys LongCat's 2 x num_layers KV-cache layers, MLA
-    attention and the NEXTN draft on the name ``LongcatFlashForCausalLM`` only (configs/model_config.py).
-    The architecture is the same (YaRN comes from the config), so the config is renamed as it loads;
-    ``longcat_architecture`` keeps the original for the log line."""
-    if list(getattr(config, "architectures", None) or []) == ["LongcatCausalLM"]:
-        config.architectures = [ARCHITECTURES[0]]
-        config.longcat_architecture = "LongcatCausalLM"
-    return config
-
-
 def register_parsers() -> None:
     """Into SGLang's parser tables. ``sglang.launch_server`` runs the plugins before it parses its
     arguments, and takes the ``--tool-call-parser`` / ``--reasoning-parser`` choices from these tables
@@ -73,7 +62,6 @@ def register() -> None:
     HookRegistry.register("sglang.srt.server_args.prepare_server_args", _enable_ep_moe_compat, HookType.BEFORE)
     HookRegistry.register("sglang.srt.distributed.parallel_state.init_model_parallel_group", _no_pynccl_on_gloo,
                           HookType.AROUND)
-    HookRegistry.register("sglang.srt.configs.model_config.get_config", _thinking_2601_as_flash, HookType.AFTER)
     HookRegistry.register("sglang.srt.managers.tokenizer_manager.TokenizerManager._validate_one_request",
                           check_request, HookType.BEFORE)
     try:
@@ -84,6 +72,8 @@ def register() -> None:
         logger.exception("longcat-flash-plugins: could not import longcat_sglang; SGLang would fall back "
                          "to its built-in %s", ARCHITECTURES[0])
         raise
+    # SGLang loads Thinking-2601's LongcatCausalLM config as its LongcatFlashConfig, whose architecture is
+    # LongcatFlashForCausalLM (utils/hf_transformers/config.py): this one entry serves both.
     ModelRegistry.models[ARCHITECTURES[0]] = LongcatFlashForCausalLM
     logger.info("longcat-flash-plugins: %s -> longcat_sglang.model", ARCHITECTURES[0])
     register_parsers()

@@ -1,7 +1,7 @@
 """LongCat-Flash-Thinking-2601's config shape (``LongcatCausalLM``, no model_type, YaRN) served by our class
 in SGLang (float32 server), matching the transformers oracle past the original context; a plain-RoPE model
-of the same weights is far off there, so the test sees YaRN. SGLang keys LongCat's KV-cache layout and
-MLA on the architecture name: the plugin serves the config as LongcatFlashForCausalLM (longcat_sglang.plugin).
+of the same weights is far off there, so the test sees YaRN. SGLang itself loads a LongcatCausalLM
+config as its LongcatFlashConfig (architecture LongcatFlashForCausalLM), which our class serves.
 """
 
 import pytest
@@ -20,8 +20,9 @@ def server(yarn_ckpt, tmp_path_factory):
         yield s
 
 
-def test_served_as_thinking_2601(server):
-    assert "(config LongcatCausalLM)" in server.log()
+def test_served_by_our_class_with_yarn(server):
+    factor = THINKING_2601["rope_scaling"]["factor"]
+    assert f"LongcatFlashForCausalLM served by longcat_sglang (rope yarn x{factor:g}," in server.log()
 
 
 def test_yarn_matches_oracle_past_original_context(server, yarn_ckpt, plain_rope_twin, long_prompt_ids):
