@@ -8,8 +8,8 @@ Writes config.json (no model_type, like the Hub's), generation_config.json, shar
 model.safetensors.index.json, and a small real tokenizer (``tiny_tokenizer``). ``--fp8`` writes the
 Chat-FP8 layout: every quantisable linear as e4m3 + fp32 ``weight_scale_inv`` (128x128 blocks), the
 quantisation of the very bf16 weights the same seed gives without ``--fp8``. ``--flavour`` adds
-LongCat's special tokens and that model's chat template, ``--scripted`` weights whose greedy output
-is a fixed agent turn (``tiny_agent``).
+LongCat's special tokens and that model's chat template (2601 also its config shape: LongcatCausalLM
+with YaRN), ``--scripted`` weights whose greedy output is a fixed agent turn (``tiny_agent``).
 
 The weights are random but conditioned like a trained model where tests need it:
   * 1/sqrt(fan_in) inits, output projections (o_proj, down_proj) at half gain, so the residual stream
@@ -35,7 +35,7 @@ from safetensors.torch import save_file
 from .checkpoint import MTP_PREFIX, checkpoint_shapes, expected_tensors
 from .config import LongcatConfig
 from .fp8 import BLOCK, quantize_block_fp8
-from .tiny_agent import FLAVOURS, TEMPLATES, agent_tokenizer, script_chain, script_weights
+from .tiny_agent import FLAVOUR_CONFIG, FLAVOURS, TEMPLATES, agent_tokenizer, script_chain, script_weights
 from .tiny_tokenizer import CHAT_TEMPLATE, BOS_ID, EOS_ID, build_tokenizer, muted_token_ids, write_tokenizer
 
 PRESETS = {
@@ -180,7 +180,7 @@ def write_checkpoint(out_dir, preset: str = "tiny", fp8: bool = False, seed: int
     tok = build_tokenizer()
     if flavour:
         tok = agent_tokenizer(tok, flavour, scripted)
-    raw = hub_config(preset, vocab_size=-(-tok.get_vocab_size() // 64) * 64)
+    raw = {**hub_config(preset, vocab_size=-(-tok.get_vocab_size() // 64) * 64), **FLAVOUR_CONFIG.get(flavour, {})}
     write_tokenizer(out_dir, tok, model_max_length=raw["max_position_embeddings"],
                     chat_template=TEMPLATES[flavour] if flavour else CHAT_TEMPLATE)
     if fp8:

@@ -37,6 +37,13 @@ LONGCAT_TOKENS = (
     "</longcat_tool_declare>", "<longcat_observation>", "<longcat_tool_response>", "</longcat_tool_response>",
 )
 FLAVOURS = ("chat", "thinking", "2601")
+# config.json fields a flavour changes: Thinking-2601 declares LongcatCausalLM (no model_type) and
+# DeepSeek-style YaRN (here over an original context of 256 positions).
+FLAVOUR_CONFIG = {
+    "2601": {"architectures": ["LongcatCausalLM"], "max_position_embeddings": 4096,
+             "rope_scaling": {"type": "yarn", "factor": 16.0, "original_max_position_embeddings": 256,
+                              "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0}},
+}
 SCRIPT_EMBED_STD = 30.0  # per element; the layers add O(1) per element
 SCRIPT_LOGIT = 20.0  # logit of the scripted next token; others stay within a few units of 0
 

@@ -4,6 +4,8 @@ shared by the vLLM and SGLang parser tests: what the openai client gets, whole a
 import json
 import os
 
+import pytest
+
 from transformers import AutoTokenizer
 
 from longcat_common.tiny_agent import SCRIPT_CALLS, SCRIPT_TOOLS, SCRIPTS
@@ -87,3 +89,30 @@ def check_tool_result_turn(client, ckpt, flavour: str) -> None:
     assert f'<longcat_tool_response>{name}{{"forecast": ["sun", "rain", "sun"]}}</longcat_tool_response>' in text
     assert r.usage.prompt_tokens == len(tok(text, add_special_tokens=False).input_ids)
     assert r.choices[0].message.tool_calls
+
+
+# Engine-independent tests: tests/vllm/test_agents.py and tests/sglang/test_agents.py import them, and each
+# provides the ``served`` fixture (flavour, openai client, log or server, checkpoint, ...).
+
+def test_tool_calls_and_reasoning(served):
+    flavour, client = served[:2]
+    r = ask(client)
+    assert r.choices[0].finish_reason == "tool_calls"
+    assert summary(r) == expected(flavour)
+
+
+def test_streaming_equals_whole(served):
+    flavour, client = served[:2]
+    assert streamed(client) == expected(flavour)
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
+
+def test_tool_choice_required_and_named(served, choice):
+    """Both engines parse the model's own calls for these parsers (vLLM would force a JSON array otherwise)."""
+    flavour, client = served[:2]
+    assert whole(client, tool_choice=choice) == expected(flavour)
+
+
+def test_tool_results_rendered_back_through_the_template(served):
+    check_tool_result_turn(served[1], served[3], served[0])

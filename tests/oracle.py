@@ -131,3 +131,15 @@ def moe_layer_io(ckpt_dir, token_ids: list[int], layer: int = 0):
     finally:
         handle.remove()
     return moe, seen["x"], seen["y"]
+
+
+def yarn_gaps(served: list[float | None], yarn_ckpt, plain_twin, token_ids: list[int], original_context: int):
+    """Past ``original_context``: (max |served - oracle| prompt log-prob, max |plain-RoPE oracle - oracle|),
+    the second showing how far a port without YaRN would be."""
+    want = prompt_logprobs(load_oracle(yarn_ckpt), token_ids)
+    plain = prompt_logprobs(load_oracle(plain_twin), token_ids)
+    past = range(original_context + 1, len(token_ids))
+    gaps = max(abs(served[t] - want[t]) for t in past), max(abs(plain[t] - want[t]) for t in past)
+    print(f"positions {past.start}-{past.stop - 1}: max |d logprob| vs oracle {gaps[0]:.2e}; "
+          f"plain RoPE vs YaRN oracle {gaps[1]:.2f}")
+    return gaps

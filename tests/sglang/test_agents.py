@@ -10,6 +10,9 @@ from openai import OpenAI
 from longcat_common.tiny import write_checkpoint
 from longcat_sglang.parsers import IN_USE
 from tests import agents
+from tests.agents import (  # noqa: F401 (engine-independent tests, collected here with this module's server)
+    test_streaming_equals_whole, test_tool_calls_and_reasoning, test_tool_choice_required_and_named,
+    test_tool_results_rendered_back_through_the_template)
 from tests.sglang.server import sglang_server
 
 
@@ -29,25 +32,3 @@ def test_our_parsers_serve(served):
     agents.ask(client)
     for parser in (f"tool parser {agents.TOOL_PARSER[flavour]}", "reasoning parser longcat"):
         assert IN_USE.format(parser) in server.log()
-
-
-def test_tool_calls_and_reasoning(served):
-    flavour, client = served[:2]
-    r = agents.ask(client)
-    assert r.choices[0].finish_reason == "tool_calls"
-    assert agents.summary(r) == agents.expected(flavour)
-
-
-def test_streaming_equals_whole(served):
-    flavour, client = served[:2]
-    assert agents.streamed(client) == agents.expected(flavour)
-
-
-@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
-def test_tool_choice_required_and_named(served, choice):
-    flavour, client = served[:2]
-    assert agents.whole(client, tool_choice=choice) == agents.expected(flavour)
-
-
-def test_tool_results_rendered_back_through_the_template(served):
-    agents.check_tool_result_turn(served[1], served[3], served[0])

@@ -14,6 +14,9 @@ from openai import OpenAI
 from longcat_common.tiny import write_checkpoint
 from longcat_vllm.plugin import PARSERS_REGISTERED
 from tests import agents
+from tests.agents import (  # noqa: F401 (engine-independent tests, collected here with this module's server)
+    test_streaming_equals_whole, test_tool_calls_and_reasoning, test_tool_choice_required_and_named,
+    test_tool_results_rendered_back_through_the_template)
 from tests.server import free_port, running_server
 
 from .conftest import SERVED_BY_US
@@ -38,29 +41,6 @@ def served(request, tmp_path_factory):
 def test_our_model_and_parsers_served(served):
     text = served[2].read_text()
     assert SERVED_BY_US in text and PARSERS_REGISTERED in text
-
-
-def test_tool_calls_and_reasoning(served):
-    flavour, client = served[:2]
-    r = agents.ask(client)
-    assert r.choices[0].finish_reason == "tool_calls"
-    assert agents.summary(r) == agents.expected(flavour)
-
-
-def test_streaming_equals_whole(served):
-    flavour, client = served[:2]
-    assert agents.streamed(client) == agents.expected(flavour)
-
-
-@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
-def test_tool_choice_required_and_named(served, choice):
-    """vLLM parses the model's own calls for these parsers (it would force a JSON array otherwise)."""
-    flavour, client = served[:2]
-    assert agents.whole(client, tool_choice=choice) == agents.expected(flavour)
-
-
-def test_tool_results_rendered_back_through_the_template(served):
-    agents.check_tool_result_turn(served[1], served[3], served[0])
 
 
 def test_agent_loop_example(served):
