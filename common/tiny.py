@@ -1,6 +1,6 @@
 """Random LongCat-Flash checkpoints in the exact Hub layout, for tests and benchmarks.
 
-    python -m longcat_common.tiny OUT_DIR [--fp8] [--preset tiny|bench] [--seed N]
+    python -m longcat_common.tiny OUT_DIR [--fp8] [--preset tiny|bench|draft] [--seed N]
 
 Writes config.json (no model_type, like the Hub's), generation_config.json, sharded safetensors
 (one shard per decoder layer; embeddings in the first, final norm, lm_head and MTP in a last one) with
@@ -18,6 +18,8 @@ The weights are random but conditioned like a trained model where tests need it:
   * routers with slightly wider zero-expert rows and an ``e_score_correction_bias`` favouring zero
     experts: on tiny, ~40% of the top-k slots are zero experts and ~40% of tokens give them more than
     half their routing weight (tests/common/test_oracle.py measures this and the top-1 margins).
+The ``draft`` preset (awkward sizes) rewrites the embeddings, lm_head and MTP eh_proj so that the MTP
+draft is good (``tiny_draft``).
 """
 
 import argparse
@@ -32,6 +34,7 @@ from safetensors.torch import save_file
 from .checkpoint import MTP_PREFIX, checkpoint_shapes, expected_tensors
 from .config import LongcatConfig
 from .fp8 import BLOCK, quantize_block_fp8
+from .tiny_draft import good_draft_weights
 from .tiny_tokenizer import BOS_ID, EOS_ID, build_tokenizer, muted_token_ids, write_tokenizer
 
 PRESETS = {
@@ -43,7 +46,12 @@ PRESETS = {
     "bench": dict(hidden_size=1024, num_layers=4, num_attention_heads=8, q_lora_rank=384, kv_lora_rank=512,
                   qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, ffn_hidden_size=2048,
                   expert_ffn_hidden_size=256, n_routed_experts=64, zero_expert_num=32, moe_topk=8),
+    # good MTP draft (tiny_draft); sizes off the 64/128 grid and an odd head count where the engines allow
+    "draft": dict(hidden_size=288, num_layers=2, num_attention_heads=3, q_lora_rank=96, kv_lora_rank=512,
+                  qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, ffn_hidden_size=416,
+                  expert_ffn_hidden_size=96, n_routed_experts=12, zero_expert_num=4, moe_topk=3),
 }
+WEIGHT_RECIPES = {"draft": good_draft_weights}  # preset -> rewrite of the random weights
 FP8_QUANTIZATION_CONFIG = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
                            "weight_block_size": list(BLOCK)}
 
@@ -179,6 +187,8 @@ def write_checkpoint(out_dir, preset: str = "tiny", fp8: bool = False, seed: int
 
     muted = muted_token_ids(tok) + list(range(tok.get_vocab_size(), config.vocab_size))
     tensors = random_weights(config, muted, seed)
+    if preset in WEIGHT_RECIPES:
+        tensors = WEIGHT_RECIPES[preset](tensors, config, muted, torch.Generator().manual_seed(seed + 1))
     if fp8:
         tensors = quantize_weights(tensors, config)
     if {n: tuple(t.shape) for n, t in tensors.items()} != expected_tensors(config, include_mtp=True):
