@@ -37,9 +37,9 @@ def measure(ckpt: str, draft_tokens: int, eager: bool) -> dict:
     for batch in BATCHES:
         inputs = [{"prompt_token_ids": p} for p in prompts(batch)]
         rates[batch] = batch * NEW_TOKENS / median_seconds(lambda: llm.generate(inputs, params, use_tqdm=False), REPEATS)
-    counters = {m.name: m.value for m in llm.get_metrics()}
-    drafted = counters.get("vllm:spec_decode_num_draft_tokens", 0)
-    accepted = counters.get("vllm:spec_decode_num_accepted_tokens", 0)
+    names = ("vllm:spec_decode_num_draft_tokens", "vllm:spec_decode_num_accepted_tokens")
+    counters = {m.name: m.value for m in llm.get_metrics() if m.name in names}
+    drafted, accepted = (counters.get(name, 0) for name in names)
     return {"rates": rates, "acceptance": accepted / drafted if drafted else None}
 
 
@@ -58,8 +58,10 @@ def main() -> None:
     results = {}
     for k in DRAFT_TOKENS:
         cmd = [sys.executable, __file__, "--one", ckpt, str(k)] + (["--eager"] if args.eager else [])
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        results[k] = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            sys.exit(f"benchmark with {k} draft tokens failed:\n{proc.stderr[-3000:]}")
+        results[k] = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
     print(f"\ndecode tokens/s, draft preset, bf16, {PROMPT_LEN}-token prompts, {NEW_TOKENS} new tokens, "
           f"median of {REPEATS}{', eager' if args.eager else ''}")
     print(f"{'MTP draft tokens':>16} | {'acceptance':>10} | " + " | ".join(f"{'batch ' + str(b):>14}" for b in BATCHES))
