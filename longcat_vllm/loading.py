@@ -40,8 +40,8 @@ def load_longcat_weights(model: torch.nn.Module, config: LongcatConfig,
     loaded: set[str] = set()
     for target, tensor in checkpoint_targets(config, weights, dequantize, mtp):
         pname = _param_name(target.param)
-        if mtp and pname not in params and pname in SHARED_WITH_TARGET:
-            continue  # checked above; vLLM's proposer gives the draft the target's module
+        if mtp and pname in SHARED_WITH_TARGET:
+            continue  # checked, not loaded: vLLM's proposer gives an MTP draft the target's embedding
         param = params[pname]
         if target.expert is not None:
             param.weight_loader(param, tensor, pname, shard_id=target.shard, expert_id=target.expert,
