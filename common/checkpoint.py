@@ -13,6 +13,11 @@ FP8 checkpoints add ``<linear>.weight_scale_inv`` beside every quantised linear 
 Both adapters name their parameters the same way, so one table maps checkpoint names onto them:
 ``fused_qkv_a_proj`` = [q_a_proj; kv_a_proj_with_mqa], ``gate_up_proj`` = [gate_proj; up_proj],
 ``mlp.experts.w13_*`` (gate = w1, up = w3) and ``mlp.experts.w2_*`` (down) for the routed experts.
+
+The MTP draft models are laid out like a one-layer main model (``mtp_param_target``):
+``model.mtp.layers.0.X`` -> ``model.layers.0.X`` with ``enorm.m`` / ``hnorm.m`` -> ``enorm`` / ``hnorm`` and
+``transformer_layer.mlp`` -> ``mlp``, ``model.mtp.norm`` -> ``model.norm`` (the final norm),
+``model.mtp.embed_tokens`` -> ``model.embed_tokens``; then the same stacking as the main model.
 """
 
 import re
@@ -22,6 +27,8 @@ from dataclasses import dataclass
 from .config import LongcatConfig
 
 MTP_PREFIX = "model.mtp."
+MTP_EMBEDDING = "model.mtp.embed_tokens.weight"  # optional: the draft may share the target's embedding
+_MTP_RENAMES = ((".enorm.m.", ".enorm."), (".hnorm.m.", ".hnorm."), (".transformer_layer.mlp.", ".mlp."))
 
 # (param fragment, checkpoint fragment, shard id)
 STACKED_PARAMS = (
@@ -59,6 +66,14 @@ def param_target(name: str) -> ParamTarget:
             if f".{ckpt}." in name:
                 return ParamTarget(name.replace(f".{ckpt}.", f".{param}."), shard)
     return ParamTarget(name)
+
+
+def mtp_param_target(name: str) -> ParamTarget:
+    """Checkpoint name of an MTP tensor (``model.mtp.*``) -> its parameter in the adapters' draft models."""
+    name = "model." + name[len(MTP_PREFIX):]
+    for old, new in _MTP_RENAMES:
+        name = name.replace(old, new)
+    return param_target(name)
 
 
 def _linear_shapes(config: LongcatConfig, attn: str, mlp: str, mlp_names, ffn: int):
@@ -143,33 +158,41 @@ def expected_tensors(config: LongcatConfig, include_mtp: bool = False) -> dict[s
 
 
 class CheckpointChecker:
-    """Checks a stream of main-model checkpoint tensors against the config, passing them through.
+    """Checks a stream of checkpoint tensors against the config, passing them through.
 
-    Raises ``ValueError`` naming the tensor for an unexpected name or a wrong shape (both shapes
-    given), and at the end of the stream for tensors that never came. MTP tensors are skipped.
+    Checks the main model's tensors (``mtp=False``, MTP tensors skipped) or the MTP layer's
+    (``mtp=True``, main-model tensors skipped; ``model.mtp.embed_tokens`` may be absent: the draft then
+    shares the target's). Raises ``ValueError`` naming the tensor for an unexpected name or a wrong
+    shape (both shapes given), and at the end of the stream for tensors that never came.
     ``may_be_absent(name)`` names the tensors an engine's loader is known to drop before the model sees
     them (e.g. vLLM's EP weight filter: other ranks' expert weights); every other absence is an error.
     """
 
-    def __init__(self, config: LongcatConfig, may_be_absent: Callable[[str], bool] | None = None):
-        self.expected = expected_tensors(config, include_mtp=False)
+    def __init__(self, config: LongcatConfig, mtp: bool = False, may_be_absent: Callable[[str], bool] | None = None):
+        self.mtp = mtp
+        self.what = "LongCat-Flash checkpoint (MTP layer)" if mtp else "LongCat-Flash checkpoint"
+        if mtp and config.num_nextn_predict_layers < 1:
+            raise ValueError(f"{self.what}: config.json has num_nextn_predict_layers="
+                             f"{config.num_nextn_predict_layers}: this checkpoint has no MTP layer to draft with")
+        self.expected = {n: s for n, s in expected_tensors(config, include_mtp=mtp).items() if is_mtp(n) == mtp}
+        self.optional = {MTP_EMBEDDING} if mtp else set()
         self.may_be_absent = may_be_absent or (lambda _name: False)
         self.seen: set[str] = set()
 
     def __call__(self, weights):
         for name, tensor in weights:
-            if is_mtp(name) or name.endswith("rotary_emb.inv_freq"):
+            if is_mtp(name) != self.mtp or name.endswith("rotary_emb.inv_freq"):
                 continue
             shape = self.expected.get(name)
             if shape is None:
-                raise ValueError(f"LongCat-Flash checkpoint: unexpected tensor '{name}' {tuple(tensor.shape)} "
+                raise ValueError(f"{self.what}: unexpected tensor '{name}' {tuple(tensor.shape)} "
                                  "(not part of this config's model)")
             if tuple(tensor.shape) != tuple(shape):
-                raise ValueError(f"LongCat-Flash checkpoint: tensor '{name}' has shape {tuple(tensor.shape)}, "
+                raise ValueError(f"{self.what}: tensor '{name}' has shape {tuple(tensor.shape)}, "
                                  f"the config expects {tuple(shape)}")
             self.seen.add(name)
             yield name, tensor
-        missing = sorted(n for n in set(self.expected) - self.seen if not self.may_be_absent(n))
+        missing = sorted(n for n in set(self.expected) - self.seen - self.optional if not self.may_be_absent(n))
         if missing:
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            raise ValueError(f"LongCat-Flash checkpoint: missing tensors {missing[:5]}{more}")
+            raise ValueError(f"{self.what}: missing tensors {missing[:5]}{more}")

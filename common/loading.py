@@ -4,26 +4,29 @@ from collections.abc import Callable, Iterable, Iterator
 
 import torch
 
-from .checkpoint import CheckpointChecker, ParamTarget, param_target
+from .checkpoint import CheckpointChecker, ParamTarget, mtp_param_target, param_target
 from .config import LongcatConfig
 from .fp8 import Fp8CheckpointDequantizer
 from .mla import fold_lora_scale
 
 
 def checkpoint_targets(config: LongcatConfig, weights: Iterable[tuple[str, torch.Tensor]], dequantize_fp8: bool,
-                       may_be_absent: Callable[[str], bool] | None = None
+                       mtp: bool = False, may_be_absent: Callable[[str], bool] | None = None
                        ) -> Iterator[tuple[ParamTarget, torch.Tensor]]:
-    """(parameter target, tensor) for every main-model checkpoint tensor.
+    """(parameter target, tensor) for every main-model checkpoint tensor, or with ``mtp`` every MTP tensor.
 
     Raises the checker's clear errors (unexpected / mis-shaped / missing tensor, except those
-    ``may_be_absent`` excuses), skips ``model.mtp.*``, turns block-FP8 weight + weight_scale_inv pairs
-    into bf16 weights when ``dequantize_fp8``, and folds the MLA LoRA scale into the latent-norm weights.
+    ``may_be_absent`` excuses), skips the other part of the checkpoint (``model.mtp.*`` for the main
+    model, the rest for the MTP draft), turns block-FP8 weight + weight_scale_inv pairs into bf16 weights
+    when ``dequantize_fp8``, and folds the MLA LoRA scale into the latent-norm weights (the MTP
+    attention's too). MTP targets follow ``checkpoint.mtp_param_target``.
     """
-    stream = CheckpointChecker(config, may_be_absent)(weights)
+    stream = CheckpointChecker(config, mtp, may_be_absent)(weights)
     if dequantize_fp8:
         stream = Fp8CheckpointDequantizer(config.fp8_block_size(), torch.bfloat16)(stream)
+    target = mtp_param_target if mtp else param_target
     for name, tensor in stream:
-        yield param_target(name), fold_lora_scale(name, tensor, config)
+        yield target(name), fold_lora_scale(name, tensor, config)
 
 
 FUSED_QKV_A = "fused_qkv_a_proj"

@@ -1,6 +1,6 @@
 """Random LongCat-Flash checkpoints in the exact Hub layout, for tests and benchmarks.
 
-    python -m longcat_common.tiny OUT_DIR [--fp8] [--preset tiny|bench] [--seed N]
+    python -m longcat_common.tiny OUT_DIR [--fp8] [--preset tiny|bench|draft] [--seed N]
                                   [--flavour chat|thinking|2601 [--scripted]]
 
 Writes config.json (no model_type, like the Hub's), generation_config.json, sharded safetensors
@@ -21,6 +21,8 @@ The weights are random but conditioned like a trained model where tests need it:
   * routers with slightly wider zero-expert rows and an ``e_score_correction_bias`` favouring zero
     experts: on tiny, ~40% of the top-k slots are zero experts and ~40% of tokens give them more than
     half their routing weight (tests/common/test_oracle.py measures this and the top-1 margins).
+The ``draft`` preset (awkward sizes) rewrites the embeddings, lm_head and MTP eh_proj so that the MTP
+draft is good (``tiny_draft``).
 """
 
 import argparse
@@ -36,6 +38,7 @@ from .checkpoint import MTP_PREFIX, checkpoint_shapes, expected_tensors
 from .config import LongcatConfig
 from .fp8 import BLOCK, quantize_block_fp8
 from .tiny_agent import FLAVOUR_CONFIG, FLAVOURS, TEMPLATES, agent_tokenizer, script_chain, script_weights
+from .tiny_draft import good_draft_weights
 from .tiny_tokenizer import CHAT_TEMPLATE, BOS_ID, EOS_ID, build_tokenizer, muted_token_ids, write_tokenizer
 
 PRESETS = {
@@ -47,7 +50,12 @@ PRESETS = {
     "bench": dict(hidden_size=1024, num_layers=4, num_attention_heads=8, q_lora_rank=384, kv_lora_rank=512,
                   qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, ffn_hidden_size=2048,
                   expert_ffn_hidden_size=256, n_routed_experts=64, zero_expert_num=32, moe_topk=8),
+    # good MTP draft (tiny_draft); sizes off the 64/128/256 grid, 3 heads per rank at TP=2
+    "draft": dict(hidden_size=288, num_layers=2, num_attention_heads=6, q_lora_rank=96, kv_lora_rank=512,
+                  qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, ffn_hidden_size=416,
+                  expert_ffn_hidden_size=96, n_routed_experts=12, zero_expert_num=4, moe_topk=3),
 }
+WEIGHT_RECIPES = {"draft": good_draft_weights}  # preset -> rewrite of the random weights
 FP8_QUANTIZATION_CONFIG = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
                            "weight_block_size": list(BLOCK)}
 
@@ -189,6 +197,8 @@ def write_checkpoint(out_dir, preset: str = "tiny", fp8: bool = False, seed: int
 
     muted = muted_token_ids(tok) + list(range(tok.get_vocab_size(), config.vocab_size))
     tensors = random_weights(config, muted, seed)
+    if preset in WEIGHT_RECIPES:
+        tensors = WEIGHT_RECIPES[preset](tensors, config, muted, torch.Generator().manual_seed(seed + 1))
     if scripted:
         script_weights(tensors, script_chain(tok, flavour), torch.Generator().manual_seed(seed))
     if fp8:

@@ -7,6 +7,9 @@ from longcat_common import __version__
 
 from longcat_common.config import ARCHITECTURES
 
+# vLLM architecture name -> our class (overrides vLLM's built-in of the same name)
+MODELS = {**{arch: "longcat_vllm.model:LongcatFlashForCausalLM" for arch in ARCHITECTURES},
+          "LongCatFlashMTPModel": "longcat_vllm.mtp:LongcatFlashMTP"}  # the MTP draft (speculative "method": "mtp")
 logger = logging.getLogger("vllm.longcat_flash_plugins")  # under "vllm" to use its log handler
 
 TOOL_PARSERS = {"longcat": "LongcatJsonToolParser", "longcat_xml": "LongcatXmlToolParser"}
@@ -48,9 +51,9 @@ def register() -> None:
     from vllm import ModelRegistry
     from vllm.transformers_utils import config as vllm_hf_config
 
-    for arch in ARCHITECTURES:
-        ModelRegistry.register_model(arch, "longcat_vllm.model:LongcatFlashForCausalLM")
-        # Hub configs carry no model_type: vLLM maps the architecture (Thinking-2601's is not in its table)
+    for architecture, cls in MODELS.items():
+        ModelRegistry.register_model(architecture, cls)
+    for arch in ARCHITECTURES:  # Hub configs carry no model_type: vLLM maps the architecture (2601's is unknown)
         vllm_hf_config._ARCHITECTURE_TO_MODEL_TYPE.setdefault(arch, "longcat_flash")
-    logger.info("longcat-flash-plugins %s: %s registered for vLLM", __version__, ", ".join(ARCHITECTURES))
+    logger.info("longcat-flash-plugins %s: %s registered for vLLM", __version__, ", ".join(MODELS))
     register_parsers()

@@ -54,3 +54,15 @@ def ngram_embeddings(src: Path, dst: Path) -> tuple[Path, str]:
 
 BAD_CHECKPOINTS = {f.__name__: f for f in (wrong_expert_shape, missing_router_bias, unknown_zero_expert_type,
                                             ngram_embeddings)}
+
+
+MTP_EH_PROJ = "model.mtp.layers.0.eh_proj.weight"
+
+
+def wrong_mtp_shape(src: Path, dst: Path) -> tuple[Path, str]:
+    path = _edit_tensor(src, dst, MTP_EH_PROJ, lambda t: t[:, : t.shape[1] // 2].contiguous())
+    return path, f"LongCat-Flash checkpoint (MTP layer): tensor '{MTP_EH_PROJ}' has shape"
+
+
+# broken only in the MTP layer: the main model loads, the draft must refuse with the message
+BAD_MTP_CHECKPOINTS = {f.__name__: f for f in (wrong_mtp_shape,)}

@@ -65,6 +65,18 @@ def long_prompt_ids(prompt_ids) -> list[int]:
 
 
 @pytest.fixture(scope="session")
+def draft_ckpt(tmp_path_factory):
+    """Path of the good-draft preset's bf16 checkpoint (seed 0): the MTP draft agrees with the target ~90%."""
+    return write_checkpoint(tmp_path_factory.mktemp("draft"), preset="draft", seed=0)
+
+
+@pytest.fixture(scope="session")
+def draft_fp8_ckpt(tmp_path_factory):
+    """The good-draft preset in the Chat-FP8 layout (MTP layer quantised too)."""
+    return write_checkpoint(tmp_path_factory.mktemp("draft_fp8"), preset="draft", fp8=True, seed=0)
+
+
+@pytest.fixture(scope="session")
 def prompts() -> list[str]:
     return list(PROMPTS)
 

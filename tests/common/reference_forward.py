@@ -17,7 +17,7 @@ from longcat_common.fp8 import Fp8CheckpointDequantizer
 
 
 def load_checkpoint(ckpt_dir) -> tuple[LongcatConfig, dict[str, torch.Tensor]]:
-    """(config, name -> fp32 tensor) of every main-model tensor; FP8 dequantised, MTP dropped."""
+    """(config, name -> fp32 tensor) of every checkpoint tensor (MTP layer included), FP8 dequantised."""
     ckpt_dir = Path(ckpt_dir)
     config = LongcatConfig.from_dict(json.loads((ckpt_dir / "config.json").read_text()))
     files = sorted(set(json.loads((ckpt_dir / "model.safetensors.index.json").read_text())["weight_map"].values()))
@@ -25,7 +25,7 @@ def load_checkpoint(ckpt_dir) -> tuple[LongcatConfig, dict[str, torch.Tensor]]:
     def stream():
         for file in files:
             with safe_open(str(ckpt_dir / file), framework="pt") as f:
-                yield from ((name, f.get_tensor(name)) for name in f.keys() if not name.startswith("model.mtp."))
+                yield from ((name, f.get_tensor(name)) for name in f.keys())
 
     weights = {name: t.float() for name, t in Fp8CheckpointDequantizer(dtype=torch.float32)(stream())}
     return config, weights
@@ -87,9 +87,9 @@ def moe(w: dict, p: str, cfg: LongcatConfig, m: torch.Tensor, identity_scale: fl
     return out
 
 
-def forward(cfg: LongcatConfig, w: dict, token_ids: list[int], identity_scale: float | None = None,
-            stats: list | None = None) -> torch.Tensor:
-    """token_ids (one sequence) -> logits [T, vocab] fp32.
+def final_hidden(cfg: LongcatConfig, w: dict, token_ids: list[int], identity_scale: float | None = None,
+                 stats: list | None = None) -> torch.Tensor:
+    """token_ids (one sequence) -> the hidden state after the final norm [T, H] fp32 (what lm_head reads).
 
     identity_scale: factor on zero-expert slots, routed_scaling_factor by default (1.0 reproduces
     SGLang 0.5.23's deviation). stats: if a list, gets per layer {"is_zero": [T, k] bool, "weight": [T, k]}.
@@ -105,4 +105,10 @@ def forward(cfg: LongcatConfig, w: dict, token_ids: list[int], identity_scale: f
         x = x + swiglu(w, f"{p}.mlps.0", m)
         x = x + mla(w, f"{p}.self_attn.1", cfg, rms_norm(x, w[f"{p}.input_layernorm.1.weight"], eps))
         x = x + swiglu(w, f"{p}.mlps.1", rms_norm(x, w[f"{p}.post_attention_layernorm.1.weight"], eps)) + shortcut
-    return rms_norm(x, w["model.norm.weight"], eps) @ w["lm_head.weight"].T
+    return rms_norm(x, w["model.norm.weight"], eps)
+
+
+def forward(cfg: LongcatConfig, w: dict, token_ids: list[int], identity_scale: float | None = None,
+            stats: list | None = None) -> torch.Tensor:
+    """token_ids (one sequence) -> logits [T, vocab] fp32; arguments as for ``final_hidden``."""
+    return final_hidden(cfg, w, token_ids, identity_scale, stats) @ w["lm_head.weight"].T

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from longcat_common.checkpoint import CheckpointChecker, ParamTarget, expected_tensors, param_target
+from longcat_common.checkpoint import (MTP_EMBEDDING, CheckpointChecker, ParamTarget, expected_tensors,
+                                        mtp_param_target, param_target)
 from longcat_common.config import LongcatConfig
 
 from .test_config import CHAT
@@ -81,3 +82,42 @@ def test_checker_names_wrong_shape_unexpected_and_missing_tensors():
         list(CheckpointChecker(c)(iter(missing.items())))
     mtp = {**full, "model.mtp.norm.weight": torch.zeros(64)}
     assert "model.mtp.norm.weight" not in dict(CheckpointChecker(c)(iter(mtp.items())))
+
+
+@pytest.mark.parametrize("name, target", [
+    ("model.mtp.layers.0.eh_proj.weight", ParamTarget("model.layers.0.eh_proj.weight")),
+    ("model.mtp.layers.0.enorm.m.weight", ParamTarget("model.layers.0.enorm.weight")),
+    ("model.mtp.layers.0.hnorm.m.weight", ParamTarget("model.layers.0.hnorm.weight")),
+    ("model.mtp.layers.0.self_attn.kv_a_proj_with_mqa.weight_scale_inv",
+     ParamTarget("model.layers.0.self_attn.fused_qkv_a_proj.weight_scale_inv", 1)),
+    ("model.mtp.layers.0.transformer_layer.mlp.up_proj.weight", ParamTarget("model.layers.0.mlp.gate_up_proj.weight", 1)),
+    ("model.mtp.layers.0.transformer_layer.mlp.down_proj.weight", ParamTarget("model.layers.0.mlp.down_proj.weight")),
+    ("model.mtp.norm.weight", ParamTarget("model.norm.weight")),
+    ("model.mtp.embed_tokens.weight", ParamTarget("model.embed_tokens.weight")),
+])
+def test_mtp_param_target(name, target):
+    assert mtp_param_target(name) == target
+
+
+def test_every_mtp_tensor_maps_to_one_slot():
+    c = LongcatConfig.from_dict({**CHAT, "num_layers": 1, "quantization_config": FP8})
+    names = [n for n in expected_tensors(c, include_mtp=True) if n.startswith("model.mtp.")]
+    assert len({mtp_param_target(n) for n in names}) == len(names)
+
+
+def test_mtp_checker_takes_only_the_mtp_layer_and_names_its_errors():
+    c = LongcatConfig.from_dict({**_tiny().__dict__, "num_nextn_predict_layers": 1})
+    full = {n: torch.zeros(s) for n, s in expected_tensors(c, include_mtp=True).items()}
+    mtp = {n for n in full if n.startswith("model.mtp.")}
+    assert {n for n, _ in CheckpointChecker(c, mtp=True)(iter(full.items()))} == mtp
+    shared = {n: t for n, t in full.items() if n != MTP_EMBEDDING}  # the draft then shares the target's
+    assert len(list(CheckpointChecker(c, mtp=True)(iter(shared.items())))) == len(mtp) - 1
+    bad = dict(full, **{"model.mtp.layers.0.eh_proj.weight": torch.zeros(64, 64)})
+    with pytest.raises(ValueError, match=r"\(MTP layer\): tensor 'model.mtp.layers.0.eh_proj.weight' has shape "
+                                         r"\(64, 64\), the config expects \(64, 128\)"):
+        list(CheckpointChecker(c, mtp=True)(iter(bad.items())))
+    missing = {n: t for n, t in full.items() if "hnorm" not in n}
+    with pytest.raises(ValueError, match=r"\(MTP layer\): missing tensors \['model.mtp.layers.0.hnorm.m.weight'\]"):
+        list(CheckpointChecker(c, mtp=True)(iter(missing.items())))
+    with pytest.raises(ValueError, match="num_nextn_predict_layers=0: this checkpoint has no MTP layer"):
+        CheckpointChecker(LongcatConfig.from_dict({**c.__dict__, "num_nextn_predict_layers": 0}), mtp=True)
