@@ -71,7 +71,8 @@ class LongcatConfig:
         raw = dict(raw)
         for name, feature in UNSUPPORTED_FIELDS.items():
             if raw.get(name):
-                raise ValueError(f"LongCat-Flash config: '{name}' ({feature}) is not supported by longcat-flash-plugins")
+                raise ValueError(f"LongCat-Flash config: '{name}' ({feature}) is not supported "
+                                 "by longcat-flash-plugins")
         rope_params = raw.get("rope_parameters") or {}
         if raw.get("rope_theta") is None and "rope_theta" in rope_params:
             raw["rope_theta"] = rope_params["rope_theta"]

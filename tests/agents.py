@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from transformers import AutoTokenizer
+from transformers import PreTrainedTokenizerFast  # AutoTokenizer reads the 2601-shaped config.json
 
 from longcat_common.tiny_agent import SCRIPT_CALLS, SCRIPT_TOOLS, SCRIPTS
 
@@ -83,7 +83,7 @@ def check_tool_result_turn(client, ckpt, flavour: str) -> None:
     local = json.loads(json.dumps(messages))  # transformers renders arguments given as objects
     for call in local[2]["tool_calls"]:
         call["function"]["arguments"] = json.loads(call["function"]["arguments"])
-    tok = AutoTokenizer.from_pretrained(ckpt)
+    tok = PreTrainedTokenizerFast.from_pretrained(ckpt)
     text = tok.apply_chat_template(local, tools=SCRIPT_TOOLS, tokenize=False, add_generation_prompt=True)
     name = "get_weather\n" if flavour == "2601" else ""
     assert f'<longcat_tool_response>{name}{{"forecast": ["sun", "rain", "sun"]}}</longcat_tool_response>' in text

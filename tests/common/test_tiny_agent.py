@@ -2,7 +2,7 @@
 results, thinking switch), and a scripted checkpoint's greedy output through the transformers oracle."""
 
 import pytest
-from transformers import AutoTokenizer
+from transformers import PreTrainedTokenizerFast  # AutoTokenizer reads the 2601-shaped config.json
 
 from longcat_common.reasoning import split_reasoning
 from longcat_common.tiny import write_checkpoint
@@ -24,7 +24,8 @@ HISTORY = [  # a tool-call turn and its results, arguments as objects (what tran
 @pytest.fixture(scope="module")
 def tokenizers(tmp_path_factory):
     root = tmp_path_factory.mktemp("flavours")
-    return {f: AutoTokenizer.from_pretrained(write_checkpoint(root / f, flavour=f)) for f in ("chat", "thinking", "2601")}
+    return {f: PreTrainedTokenizerFast.from_pretrained(write_checkpoint(root / f, flavour=f))
+            for f in ("chat", "thinking", "2601")}
 
 
 def test_longcat_tokens_are_single_tokens(tokenizers):
@@ -68,7 +69,7 @@ def test_2601_template(tokenizers):
 
 def test_scripted_greedy_output_is_the_script(tmp_path):
     ckpt = write_checkpoint(tmp_path / "scripted", flavour="2601", scripted=True)
-    tok = AutoTokenizer.from_pretrained(ckpt)
+    tok = PreTrainedTokenizerFast.from_pretrained(ckpt)
     ids = tok.apply_chat_template(HISTORY[:2], tools=SCRIPT_TOOLS, add_generation_prompt=True, tokenize=True,
                                   return_dict=False)
     new, margins = oracle.greedy(oracle.load_oracle(ckpt), ids, len(SCRIPTS["2601"]))
