@@ -168,7 +168,7 @@ class CheckpointChecker:
     them (e.g. vLLM's EP weight filter: other ranks' expert weights); every other absence is an error.
     """
 
-    def __init__(self, config: LongcatConfig, mtp: bool = False, may_be_absent: Callable[[str], bool] | None = None):
+    def __init__(self, config: LongcatConfig, *, mtp: bool = False, may_be_absent: Callable[[str], bool] | None = None):
         self.mtp = mtp
         self.what = "LongCat-Flash checkpoint (MTP layer)" if mtp else "LongCat-Flash checkpoint"
         if mtp and config.num_nextn_predict_layers < 1:

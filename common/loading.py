@@ -11,7 +11,7 @@ from .mla import fold_lora_scale
 
 
 def checkpoint_targets(config: LongcatConfig, weights: Iterable[tuple[str, torch.Tensor]], dequantize_fp8: bool,
-                       mtp: bool = False, may_be_absent: Callable[[str], bool] | None = None
+                       *, mtp: bool = False, may_be_absent: Callable[[str], bool] | None = None
                        ) -> Iterator[tuple[ParamTarget, torch.Tensor]]:
     """(parameter target, tensor) for every main-model checkpoint tensor, or with ``mtp`` every MTP tensor.
 
@@ -21,7 +21,7 @@ def checkpoint_targets(config: LongcatConfig, weights: Iterable[tuple[str, torch
     when ``dequantize_fp8``, and folds the MLA LoRA scale into the latent-norm weights (the MTP
     attention's too). MTP targets follow ``checkpoint.mtp_param_target``.
     """
-    stream = CheckpointChecker(config, mtp, may_be_absent)(weights)
+    stream = CheckpointChecker(config, mtp=mtp, may_be_absent=may_be_absent)(weights)
     if dequantize_fp8:
         stream = Fp8CheckpointDequantizer(config.fp8_block_size(), torch.bfloat16)(stream)
     target = mtp_param_target if mtp else param_target

@@ -43,7 +43,7 @@ def ep_filtered_weights(parallel_config, expert_map: torch.Tensor | None) -> Cal
 
 
 def load_longcat_weights(model: torch.nn.Module, config: LongcatConfig, weights: Iterable[tuple[str, torch.Tensor]],
-                         mtp: bool = False, may_be_absent: Callable[[str], bool] | None = None) -> set[str]:
+                         *, mtp: bool = False, may_be_absent: Callable[[str], bool] | None = None) -> set[str]:
     """Loads the main model's tensors, or with ``mtp`` the MTP draft's (longcat_common.checkpoint names);
     ``may_be_absent``: see ``ep_filtered_weights``."""
     params = dict(model.named_parameters())
@@ -52,7 +52,7 @@ def load_longcat_weights(model: torch.nn.Module, config: LongcatConfig, weights:
         logger.warning("longcat-flash-plugins: no FP8 kernels on this device: dequantising the block-FP8 "
                        "checkpoint to bf16 at load")
     loaded: set[str] = set()
-    for target, tensor in checkpoint_targets(config, weights, dequantize, mtp, may_be_absent):
+    for target, tensor in checkpoint_targets(config, weights, dequantize, mtp=mtp, may_be_absent=may_be_absent):
         pname = _param_name(target.param)
         if mtp and pname in SHARED_WITH_TARGET:
             continue  # checked, not loaded: vLLM's proposer gives an MTP draft the target's embedding

@@ -141,4 +141,4 @@ class LongcatFlashForCausalLM(nn.Module):
         return self.logits_processor(self.lm_head, hidden_states)
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
-        return load_longcat_weights(self, self.config, weights, self.ep_filtered)
+        return load_longcat_weights(self, self.config, weights, may_be_absent=self.ep_filtered)
