@@ -9,6 +9,7 @@ import logging
 logger = logging.getLogger(__name__)
 
 ARCHITECTURE = "LongcatFlashForCausalLM"
+DRAFT_ARCHITECTURE = "LongcatFlashForCausalLMNextN"  # the MTP layer, for --speculative-algorithm NEXTN
 
 
 def _flag_value(args: list[str], flags: tuple[str, ...]) -> str | None:
@@ -44,16 +45,25 @@ def _no_pynccl_on_gloo(init_group, group_ranks, local_rank, backend, *args, **kw
 def register() -> None:
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
+    from longcat_sglang import spec_cpu
+
     HookRegistry.register("sglang.srt.server_args.prepare_server_args", _enable_ep_moe_compat, HookType.BEFORE)
     HookRegistry.register("sglang.srt.distributed.parallel_state.init_model_parallel_group", _no_pynccl_on_gloo,
                           HookType.AROUND)
+    HookRegistry.register("sglang.srt.speculative.draft_utils.DraftBackendFactory.create_draft_extend_backend",
+                          spec_cpu.torch_native_draft_extend_backend, HookType.AROUND)
+    HookRegistry.register("sglang.srt.layers.attention.torch_native_backend.TorchNativeAttnBackend.forward_extend",
+                          spec_cpu.torch_native_target_verify, HookType.AROUND)
     try:
         from sglang.srt.models.registry import ModelRegistry
 
         from longcat_sglang.model import LongcatFlashForCausalLM
+        from longcat_sglang.mtp import LongcatFlashForCausalLMNextN
     except Exception:
         logger.exception("longcat-flash-plugins: could not import longcat_sglang; SGLang would fall back "
-                         "to its built-in %s", ARCHITECTURE)
+                         "to its built-in %s and %s", ARCHITECTURE, DRAFT_ARCHITECTURE)
         raise
     ModelRegistry.models[ARCHITECTURE] = LongcatFlashForCausalLM
-    logger.info("longcat-flash-plugins: %s -> longcat_sglang.model", ARCHITECTURE)
+    ModelRegistry.models[DRAFT_ARCHITECTURE] = LongcatFlashForCausalLMNextN
+    logger.info("longcat-flash-plugins: %s -> longcat_sglang.model, %s -> longcat_sglang.mtp", ARCHITECTURE,
+                DRAFT_ARCHITECTURE)
