@@ -12,7 +12,7 @@ ARCHITECTURE = "LongcatFlashForCausalLM"
 DRAFT_ARCHITECTURE = "LongcatFlashForCausalLMNextN"  # the MTP layer, for --speculative-algorithm NEXTN
 
 
-def _flag_value(args: list[str], flags: tuple[str, ...]) -> str | None:
+def flag_value(args: list[str], flags: tuple[str, ...]) -> str | None:
     for i, arg in enumerate(args):
         name, eq, value = arg.partition("=")
         if name in flags:
@@ -28,8 +28,8 @@ def _enable_ep_moe_compat(args, *rest, **kwargs):
     if "--enable-ep-moe" not in args:
         return None
     args = [a for a in args if a != "--enable-ep-moe"]
-    tp = _flag_value(args, ("--tp", "--tp-size", "--tensor-parallel-size")) or "1"
-    if _flag_value(args, ("--ep", "--ep-size", "--expert-parallel-size")) is None:
+    tp = flag_value(args, ("--tp", "--tp-size", "--tensor-parallel-size")) or "1"
+    if flag_value(args, ("--ep", "--ep-size", "--expert-parallel-size")) is None:
         args += ["--ep-size", tp]
     return (args, *rest), kwargs
 
@@ -50,10 +50,16 @@ def register() -> None:
     HookRegistry.register("sglang.srt.server_args.prepare_server_args", _enable_ep_moe_compat, HookType.BEFORE)
     HookRegistry.register("sglang.srt.distributed.parallel_state.init_model_parallel_group", _no_pynccl_on_gloo,
                           HookType.AROUND)
+    HookRegistry.register("sglang.srt.server_args.prepare_server_args",
+                          spec_cpu.triton_interpreter_for_cpu_speculation, HookType.BEFORE)
     HookRegistry.register("sglang.srt.speculative.draft_utils.DraftBackendFactory.create_draft_extend_backend",
                           spec_cpu.torch_native_draft_extend_backend, HookType.AROUND)
     HookRegistry.register("sglang.srt.layers.attention.torch_native_backend.TorchNativeAttnBackend.forward_extend",
                           spec_cpu.torch_native_target_verify, HookType.AROUND)
+    HookRegistry.register("sglang.kernels.ops.speculative.spec_tree.build_tree_kernel_efficient_func",
+                          spec_cpu.triton_tree_on_cpu, HookType.AROUND)
+    HookRegistry.register("sglang.kernels.ops.speculative.spec_tree.verify_tree_greedy_func",
+                          spec_cpu.triton_verify_on_cpu, HookType.AROUND)
     try:
         from sglang.srt.models.registry import ModelRegistry
 
