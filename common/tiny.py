@@ -46,8 +46,8 @@ PRESETS = {
     "bench": dict(hidden_size=1024, num_layers=4, num_attention_heads=8, q_lora_rank=384, kv_lora_rank=512,
                   qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, ffn_hidden_size=2048,
                   expert_ffn_hidden_size=256, n_routed_experts=64, zero_expert_num=32, moe_topk=8),
-    # good MTP draft (tiny_draft); sizes off the 64/128 grid and an odd head count where the engines allow
-    "draft": dict(hidden_size=288, num_layers=2, num_attention_heads=3, q_lora_rank=96, kv_lora_rank=512,
+    # good MTP draft (tiny_draft); sizes off the 64/128/256 grid, 3 heads per rank at TP=2
+    "draft": dict(hidden_size=288, num_layers=2, num_attention_heads=6, q_lora_rank=96, kv_lora_rank=512,
                   qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, ffn_hidden_size=416,
                   expert_ffn_hidden_size=96, n_routed_experts=12, zero_expert_num=4, moe_topk=3),
 }

@@ -34,11 +34,14 @@ def mtp_logits(cfg: LongcatConfig, w: dict, token_ids: list[int]) -> torch.Tenso
     return mtp_hidden(cfg, w, token_ids[1:], h[:-1]) @ w["lm_head.weight"].T
 
 
-def draft_tokens(cfg: LongcatConfig, w: dict, token_ids: list[int], k: int) -> tuple[list[int], torch.Tensor]:
+def draft_tokens(cfg: LongcatConfig, w: dict, token_ids: list[int], k: int,
+                 hidden: torch.Tensor | None = None) -> tuple[list[int], torch.Tensor]:
     """The k greedy draft tokens after token_ids, chained like the engines: step j > 1 reads the draft
     token of step j - 1 and the MTP output of step j - 1 in place of the target's hidden state.
+    hidden: the target's final hidden states of token_ids (or of a longer sequence starting with them).
     Returns (tokens, logits of each step [k, vocab])."""
-    ids, prev = token_ids[1:], final_hidden(cfg, w, token_ids)[:-1]
+    hidden = final_hidden(cfg, w, token_ids) if hidden is None else hidden
+    ids, prev = token_ids[1:], hidden[:len(token_ids) - 1]
     tokens, rows = [], []
     for _ in range(k):
         out = mtp_hidden(cfg, w, ids, prev)
@@ -46,6 +49,14 @@ def draft_tokens(cfg: LongcatConfig, w: dict, token_ids: list[int], k: int) -> t
         tokens.append(int(rows[-1].argmax()))
         ids, prev = ids + tokens[-1:], torch.cat([prev, out[-1:]])
     return tokens, torch.stack(rows)
+
+
+def greedy(cfg: LongcatConfig, w: dict, prompt: list[int], max_tokens: int) -> list[int]:
+    """Plain greedy continuation of prompt (EOS not special)."""
+    seq = list(prompt)
+    for _ in range(max_tokens):
+        seq.append(int(forward(cfg, w, seq)[-1].argmax()))
+    return seq[len(prompt):]
 
 
 @dataclass
@@ -62,15 +73,26 @@ class SpecRun:
         return sum(d for d, _ in self.rounds)
 
 
-def speculative_greedy(cfg: LongcatConfig, w: dict, prompt: list[int], max_tokens: int, k: int) -> SpecRun:
-    """Greedy decoding with k MTP draft tokens per step, verified by the target (longest matching prefix
-    plus the target's own next token), as vLLM and SGLang run it; stops once max_tokens are generated."""
-    seq = list(prompt) + [int(forward(cfg, w, prompt)[-1].argmax())]
-    rounds = []
-    while len(seq) - len(prompt) < max_tokens:
-        drafts, _ = draft_tokens(cfg, w, seq, k)
-        target = forward(cfg, w, seq + drafts)[len(seq) - 1:].argmax(-1).tolist()  # [k + 1]
-        accepted = next((j for j in range(k) if drafts[j] != target[j]), k)
-        seq += drafts[:accepted] + [target[accepted]]
+def speculative_greedy(cfg: LongcatConfig, w: dict, prompt: list[int], max_tokens: int, k: int,
+                       continuation: list[int] | None = None) -> SpecRun:
+    """Greedy decoding with k MTP draft tokens per step, verified by the target, as vLLM and SGLang run it.
+
+    The first step (prefill) samples one token; every later step verifies k draft tokens, keeps the
+    longest prefix that matches the target's greedy tokens and adds the target's next token; decoding
+    stops once max_tokens are generated (the last step's drafts are verified in full, as vLLM counts them).
+    Since the target verifies every token, the continuation is plain greedy: it is computed once, and
+    each step's drafts are read off it (causal attention: a prefix's hidden states are the sequence's).
+    continuation: ``greedy(cfg, w, prompt, n)`` with n >= max_tokens + k, if already at hand.
+    """
+    continuation = continuation or greedy(cfg, w, prompt, max_tokens + k)
+    if len(continuation) < max_tokens + k:
+        raise ValueError(f"continuation needs max_tokens + k = {max_tokens + k} tokens, got {len(continuation)}")
+    seq = list(prompt) + continuation
+    hidden = final_hidden(cfg, w, seq)
+    n, rounds = len(prompt) + 1, []
+    while n - len(prompt) < max_tokens:
+        drafts, _ = draft_tokens(cfg, w, seq[:n], k, hidden)
+        accepted = next((j for j in range(k) if drafts[j] != seq[n + j]), k)
         rounds.append((k, accepted))
+        n += accepted + 1
     return SpecRun(seq[len(prompt):len(prompt) + max_tokens], rounds)

@@ -57,7 +57,7 @@ def test_fp8_weights_are_e4m3_roundings_of_bf16(reference, tiny_fp8_ckpt):
     or half the subnormal step, 2^-10 * amax / 448); everything else is bit-identical."""
     _, bf16 = reference
     config, fp8 = ref.load_checkpoint(tiny_fp8_ckpt)
-    quantised = {n for n, (_, q) in checkpoint_shapes(config, include_mtp=False).items() if q}
+    quantised = {n for n, (_, q) in checkpoint_shapes(config, include_mtp=True).items() if q}
     assert set(fp8) == set(bf16)
     for name, w in bf16.items():
         if name not in quantised:
