@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from timing import median_seconds  # noqa: E402
 
 from tests.sglang.server import sglang_server  # noqa: E402
-from tests.sglang.test_mtp import nextn_args  # noqa: E402
+from tests.sglang.mtp_checks import nextn_args  # noqa: E402
 
 PROMPT_LEN, NEW_TOKENS, BATCHES, REPEATS = 16, 64, (1, 8), 3
 

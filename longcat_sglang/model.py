@@ -38,6 +38,12 @@ def longcat_config(hf_config) -> LongcatConfig:
     """SGLang's LongcatFlashConfig -> the validated common view (SGLang says num_hidden_layers for num_layers)."""
     raw = hf_config.to_dict()
     raw.setdefault("num_layers", hf_config.num_hidden_layers)
+    # With --device cpu and TP > 1, SGLang pads head counts and intermediate sizes that do not split evenly
+    # (configs/update_config.py: adjust_config_with_unaligned_cpu_tp) and keeps the checkpoint's values as
+    # original_*; the model is built with the checkpoint's sizes (which split over TP, unaligned, on the CPU).
+    for name in ("num_attention_heads", "intermediate_size", "moe_intermediate_size"):
+        if raw.get(f"original_{name}") is not None:
+            raw[name] = raw[f"original_{name}"]
     return LongcatConfig.from_dict(raw)
 
 
