@@ -9,7 +9,7 @@ token t+1 and the target's hidden state at t, and predicts token t+2:
     out = final_norm(x)  -> the target's lm_head                     # checkpoint: model.mtp.norm
 
 Where each detail comes from (vLLM 0.32 ``model_executor/models/longcat_flash_mtp.py``, SGLang 0.5.23
-``srt/models/longcat_flash_nextn.py``, and Meituan's own SGLang fork, as published in
+``srt/models/longcat_flash_nextn.py``, and an SGLang fork carrying Meituan's LongCat models,
 ZunhaiSu/SGLang-FluentLLM ``srt/models/flash_nextn.py``; all three agree):
   * concat order: ``cat([enorm(embeds), hnorm(previous_hidden)])`` in all three.
   * h_t: the hidden state the target hands to its logits, i.e. AFTER the target's final norm (vLLM's

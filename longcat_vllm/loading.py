@@ -11,6 +11,7 @@ from vllm.platforms import current_platform
 from longcat_common.config import LongcatConfig
 from longcat_common.loading import checkpoint_targets
 
+SHARED_WITH_TARGET = ("model.embed_tokens.weight",)
 logger = logging.getLogger("vllm.longcat_flash_plugins")  # under "vllm" to use its log handler
 
 
@@ -29,15 +30,18 @@ def _param_name(target_param: str) -> str:
 
 
 def load_longcat_weights(model: torch.nn.Module, config: LongcatConfig,
-                         weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
+                         weights: Iterable[tuple[str, torch.Tensor]], mtp: bool = False) -> set[str]:
+    """Loads the main model's tensors, or with ``mtp`` the MTP draft's (longcat_common.checkpoint names)."""
     params = dict(model.named_parameters())
     dequantize = config.fp8_block_size() is not None and not any(n.endswith("weight_scale_inv") for n in params)
     if dequantize:
         logger.warning("longcat-flash-plugins: no FP8 kernels on this device: dequantising the block-FP8 "
                        "checkpoint to bf16 at load")
     loaded: set[str] = set()
-    for target, tensor in checkpoint_targets(config, weights, dequantize):
+    for target, tensor in checkpoint_targets(config, weights, dequantize, mtp):
         pname = _param_name(target.param)
+        if mtp and pname not in params and pname in SHARED_WITH_TARGET:
+            continue  # checked above; vLLM's proposer gives the draft the target's module
         param = params[pname]
         if target.expert is not None:
             param.weight_loader(param, tensor, pname, shard_id=target.shard, expert_id=target.expert,

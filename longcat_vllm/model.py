@@ -26,31 +26,35 @@ from .rope import MlaRope
 logger = logging.getLogger("vllm.longcat_flash_plugins")  # under "vllm" to use its log handler
 
 
-def _fused_norm(norm: RMSNorm):
-    """vLLM's add-RMSNorm as a ShortcutLayerSteps norm: (h, residual or None) -> (normed, residual)."""
+def fused_norm(norm: RMSNorm):
+    """vLLM's add-RMSNorm as a longcat_common norm step: (h, residual or None) -> (normed, residual)."""
     def step(h, residual):
         return (norm(h), h) if residual is None else norm(h, residual)
     return step
 
 
+def mla_attention(vllm_config: VllmConfig, config: LongcatConfig, quant_config, prefix: str) -> nn.Module:
+    """vLLM's MLA attention with LongCat's sizes and our MlaRope (right on every device)."""
+    attn = DeepseekV2MLAAttention(
+        vllm_config=vllm_config, config=vllm_config.model_config.hf_config, hidden_size=config.hidden_size,
+        num_heads=config.num_attention_heads, qk_nope_head_dim=config.qk_nope_head_dim,
+        qk_rope_head_dim=config.qk_rope_head_dim, v_head_dim=config.v_head_dim,
+        q_lora_rank=config.q_lora_rank, kv_lora_rank=config.kv_lora_rank,
+        max_position_embeddings=config.max_position_embeddings, cache_config=vllm_config.cache_config,
+        quant_config=quant_config, prefix=prefix)
+    attn.rotary_emb = attn.mla_attn.rotary_emb = MlaRope(
+        attn.rotary_emb, config.qk_rope_head_dim, config.max_position_embeddings, config.rope_theta)
+    return attn
+
+
 class LongcatDecoderLayer(nn.Module):
     def __init__(self, vllm_config: VllmConfig, config: LongcatConfig, quant_config, prefix: str):
         super().__init__()
-        hf_config, h = vllm_config.model_config.hf_config, config.hidden_size
+        h = config.hidden_size
         attn_quant = None if "self_attn" in config.disable_quant_module else quant_config
         mlp_quant = None if "mlps" in config.disable_quant_module else quant_config
-        self.self_attn = nn.ModuleList(
-            DeepseekV2MLAAttention(
-                vllm_config=vllm_config, config=hf_config, hidden_size=h,
-                num_heads=config.num_attention_heads, qk_nope_head_dim=config.qk_nope_head_dim,
-                qk_rope_head_dim=config.qk_rope_head_dim, v_head_dim=config.v_head_dim,
-                q_lora_rank=config.q_lora_rank, kv_lora_rank=config.kv_lora_rank,
-                max_position_embeddings=config.max_position_embeddings, cache_config=vllm_config.cache_config,
-                quant_config=attn_quant, prefix=f"{prefix}.self_attn.{i}")
-            for i in range(2))
-        for attn in self.self_attn:
-            attn.rotary_emb = attn.mla_attn.rotary_emb = MlaRope(
-                attn.rotary_emb, config.qk_rope_head_dim, config.max_position_embeddings, config.rope_theta)
+        self.self_attn = nn.ModuleList(mla_attention(vllm_config, config, attn_quant, f"{prefix}.self_attn.{i}")
+                                       for i in range(2))
         self.input_layernorm = nn.ModuleList(RMSNorm(h, eps=config.rms_norm_eps) for _ in range(2))
         self.post_attention_layernorm = nn.ModuleList(RMSNorm(h, eps=config.rms_norm_eps) for _ in range(2))
         self.mlps = nn.ModuleList(
@@ -61,10 +65,10 @@ class LongcatDecoderLayer(nn.Module):
 
     def forward(self, positions, hidden_states, residual):
         steps = ShortcutLayerSteps(
-            input_norms=tuple(_fused_norm(n) for n in self.input_layernorm),
+            input_norms=tuple(fused_norm(n) for n in self.input_layernorm),
             attentions=tuple(lambda h, a=a: a(positions=positions, hidden_states=h, llama_4_scaling=None)
                              for a in self.self_attn),
-            post_attention_norms=tuple(_fused_norm(n) for n in self.post_attention_layernorm),
+            post_attention_norms=tuple(fused_norm(n) for n in self.post_attention_layernorm),
             dense_mlps=tuple(self.mlps),
             moe=self.mlp,
         )

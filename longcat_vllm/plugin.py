@@ -4,12 +4,16 @@ import logging
 
 from longcat_common import __version__
 
-ARCHITECTURE = "LongcatFlashForCausalLM"
+MODELS = {  # vLLM architecture name -> our class (overrides vLLM's built-in of the same name)
+    "LongcatFlashForCausalLM": "longcat_vllm.model:LongcatFlashForCausalLM",
+    "LongCatFlashMTPModel": "longcat_vllm.mtp:LongcatFlashMTP",  # the MTP draft (speculative "method": "mtp")
+}
 logger = logging.getLogger("vllm.longcat_flash_plugins")  # under "vllm" to use its log handler
 
 
 def register() -> None:
     from vllm import ModelRegistry
 
-    ModelRegistry.register_model(ARCHITECTURE, "longcat_vllm.model:LongcatFlashForCausalLM")
-    logger.info("longcat-flash-plugins %s: %s registered for vLLM", __version__, ARCHITECTURE)
+    for architecture, cls in MODELS.items():
+        ModelRegistry.register_model(architecture, cls)
+    logger.info("longcat-flash-plugins %s: %s registered for vLLM", __version__, ", ".join(MODELS))

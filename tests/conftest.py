@@ -34,6 +34,12 @@ def draft_ckpt(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def draft_fp8_ckpt(tmp_path_factory):
+    """The good-draft preset in the Chat-FP8 layout (MTP layer quantised too)."""
+    return write_checkpoint(tmp_path_factory.mktemp("draft_fp8"), preset="draft", fp8=True, seed=0)
+
+
+@pytest.fixture(scope="session")
 def prompts() -> list[str]:
     return list(PROMPTS)
 

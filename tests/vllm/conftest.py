@@ -10,6 +10,7 @@ import pytest
 
 HERE = Path(__file__).parent
 SERVED_BY_US = "LongcatFlashForCausalLM served by longcat_vllm"
+DRAFT_SERVED_BY_US = "LongCatFlashMTPModel served by longcat_vllm"
 PROMPTS = [  # token ids of the tiny tokenizer's vocabulary, bos first
     [1, 17, 200, 45, 99, 300, 12, 7, 650, 88, 23, 400],
     [1, 5, 9, 33, 77, 100, 4, 8],
@@ -19,7 +20,10 @@ MAX_TOKENS = 8
 
 
 def run_offline(spec: dict, tmp_path: Path, timeout: int = 600) -> tuple[dict | None, str]:
-    """Runs offline_run.py on ``spec``; returns (its JSON result or None if it failed, its whole log)."""
+    """Runs offline_run.py on ``spec``; returns (its JSON result or None if it failed, its whole log).
+
+    With ``capture_draft`` the result also holds "draft_calls": per prompt, the draft forwards' inputs
+    and logits (offline_run.py)."""
     spec_file, out_file = tmp_path / "spec.json", tmp_path / "out.json"
     spec_file.write_text(json.dumps({"prompts": PROMPTS, "max_tokens": MAX_TOKENS, "enforce_eager": True,
                                      "dtype": "bfloat16", **spec}))
@@ -27,7 +31,13 @@ def run_offline(spec: dict, tmp_path: Path, timeout: int = 600) -> tuple[dict | 
     proc = subprocess.run([sys.executable, str(HERE / "offline_run.py"), str(spec_file), str(out_file)],
                           capture_output=True, text=True, timeout=timeout, env=env)
     log = proc.stdout + proc.stderr
-    return (json.loads(out_file.read_text()) if proc.returncode == 0 else None), log
+    if proc.returncode:
+        return None, log
+    result = json.loads(out_file.read_text())
+    if (tmp_path / "draft_calls.pt").exists():
+        import torch
+        result["draft_calls"] = torch.load(tmp_path / "draft_calls.pt")
+    return result, log
 
 
 @pytest.fixture(scope="session")
