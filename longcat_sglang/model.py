@@ -47,7 +47,7 @@ def longcat_config(hf_config) -> LongcatConfig:
     return LongcatConfig.from_dict(raw)
 
 
-def _on_cuda() -> bool:
+def on_cuda_device() -> bool:
     return torch.device(get_device().device).type == "cuda"
 
 
@@ -67,7 +67,7 @@ class LongcatDenseMLP(nn.Module):
         return out
 
 
-def _fused_add_norm(norm: RMSNorm):
+def fused_add_norm(norm: RMSNorm):
     """SGLang's RMSNorm as common/layer.py's norm step: (h, residual or None) -> (normed, residual)."""
     return lambda h, residual: (norm(h), h) if residual is None else norm(h, residual)
 
@@ -92,9 +92,9 @@ class LongcatDecoderLayer(nn.Module):
 
     def forward(self, positions, hidden, residual, forward_batch: ForwardBatch):
         steps = ShortcutLayerSteps(
-            input_norms=tuple(_fused_add_norm(n) for n in self.input_layernorm),
+            input_norms=tuple(fused_add_norm(n) for n in self.input_layernorm),
             attentions=tuple(lambda h, a=a: a(positions, h, forward_batch) for a in self.self_attn),
-            post_attention_norms=tuple(_fused_add_norm(n) for n in self.post_attention_layernorm),
+            post_attention_norms=tuple(fused_add_norm(n) for n in self.post_attention_layernorm),
             dense_mlps=tuple(self.mlps),
             moe=self.mlp,
         )
@@ -128,7 +128,7 @@ class LongcatFlashForCausalLM(nn.Module):
                              "use --tp / --ep-size")
         self.config = config
         self.lc = longcat_config(config)
-        on_cuda = _on_cuda()
+        on_cuda = on_cuda_device()
         # Off CUDA there are no block-FP8 kernels: FP8 checkpoints are dequantised to bf16 at load.
         self.dequantize_fp8 = self.lc.fp8_block_size() is not None and not on_cuda
         if self.dequantize_fp8:

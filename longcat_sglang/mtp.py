@@ -25,7 +25,7 @@ from longcat_common import __version__
 from longcat_common.loading import checkpoint_targets
 from longcat_common.mtp import MtpLayerSteps, mtp_layer_forward, require_mtp_layer
 from longcat_sglang.attention import LongcatMLA
-from longcat_sglang.model import LongcatDenseMLP, _fused_add_norm, _on_cuda, longcat_config
+from longcat_sglang.model import LongcatDenseMLP, fused_add_norm, longcat_config, on_cuda_device
 from sglang.srt.layers.dp_attention import is_dp_attention_enabled
 from sglang.srt.layers.layernorm import RMSNorm
 from sglang.srt.layers.linear import ReplicatedLinear
@@ -63,11 +63,11 @@ class LongcatMtpLayer(nn.Module):
             embed_norm=self.enorm,
             hidden_norm=self.hnorm,
             eh_proj=lambda x: self.eh_proj(x)[0],
-            input_norm=_fused_add_norm(self.input_layernorm),
+            input_norm=fused_add_norm(self.input_layernorm),
             attention=lambda h: self.self_attn(positions, h, forward_batch),
-            post_attention_norm=_fused_add_norm(self.post_attention_layernorm),
+            post_attention_norm=fused_add_norm(self.post_attention_layernorm),
             mlp=self.mlp,
-            final_norm=_fused_add_norm(final_norm),
+            final_norm=fused_add_norm(final_norm),
         )
 
 
@@ -98,7 +98,7 @@ class LongcatFlashForCausalLMNextN(nn.Module):
         self.config = config
         self.lc = longcat_config(config)
         require_mtp_layer(self.lc)
-        on_cuda = _on_cuda()
+        on_cuda = on_cuda_device()
         # As the main model: no block-FP8 kernels off CUDA, the checkpoint is dequantised to bf16 at load.
         self.dequantize_fp8 = self.lc.fp8_block_size() is not None and not on_cuda
         if self.dequantize_fp8 or "mtp" in self.lc.disable_quant_module:

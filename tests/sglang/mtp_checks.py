@@ -61,9 +61,10 @@ def served_draft_rows(server, cfg, w, prompts, new_tokens: int = 8):
             valid = record["num_accept_tokens"][0] if after_verify else 1
             rows = slice(0, valid) if after_verify else slice(-valid, None)
             for t, token, row in zip(record["positions"][rows], record["input_ids"][rows], record["logits"][rows]):
+                if t + 2 >= len(seq):  # the last step's rows can run past the returned tokens
+                    continue
                 assert token == seq[t + 1]
-                if t + 2 < len(seq):
-                    served.append(row)
-                    want.append(reference[t])
-                    targets.append(seq[t + 2])
+                served.append(row)
+                want.append(reference[t])
+                targets.append(seq[t + 2])
     return torch.stack(served), torch.stack(want), torch.tensor(targets)
