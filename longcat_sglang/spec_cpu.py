@@ -37,9 +37,7 @@ def triton_interpreter_for_cpu_speculation(args, *rest, **kwargs):
         if flag_value(args, ("--speculative-eagle-topk",)) not in (None, "1"):
             raise ValueError("longcat-flash-plugins: speculative decoding on CPU supports chain drafts only "
                              "(--speculative-eagle-topk 1)")
-        os.environ.setdefault("TRITON_INTERPRET", "1")
-        logger.info("longcat-flash-plugins: speculative decoding on CPU: SGLang's Triton kernels run in the "
-                    "Triton interpreter (TRITON_INTERPRET=%s)", os.environ["TRITON_INTERPRET"])
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # logged by the scheduler (logging is not set up yet)
     return None
 
 
@@ -53,6 +51,8 @@ def torch_native_draft_extend_backend(create, factory, *args, **kwargs):
 
     backend = TorchNativeAttnBackend(factory.draft_model_runner)
     backend.prefill_attention_backend_str = backend.decode_attention_backend_str = TORCH_NATIVE
+    logger.info("longcat-flash-plugins: speculative decoding on CPU: draft extend on torch_native, SGLang's "
+                "Triton kernels in the Triton interpreter (TRITON_INTERPRET=%s)", os.environ.get("TRITON_INTERPRET"))
     return backend
 
 

@@ -23,6 +23,7 @@ def reference(draft_ckpt):
 
 
 def test_greedy_and_accepted_drafts_equal_the_reference(server, reference, prompt_ids):
+    assert "Triton interpreter (TRITON_INTERPRET=1)" in server.log()
     cfg, w = reference
     accepted = drafted = 0
     for ids in prompt_ids[:3]:
