@@ -38,10 +38,16 @@ def longcat_config(hf_config) -> LongcatConfig:
     """SGLang's LongcatFlashConfig -> the validated common view (SGLang says num_hidden_layers for num_layers)."""
     raw = hf_config.to_dict()
     raw.setdefault("num_layers", hf_config.num_hidden_layers)
+    # With --device cpu and TP > 1, SGLang pads head counts and intermediate sizes that do not split evenly
+    # (configs/update_config.py: adjust_config_with_unaligned_cpu_tp) and keeps the checkpoint's values as
+    # original_*; the model is built with the checkpoint's sizes (which split over TP, unaligned, on the CPU).
+    for name in ("num_attention_heads", "intermediate_size", "moe_intermediate_size"):
+        if raw.get(f"original_{name}") is not None:
+            raw[name] = raw[f"original_{name}"]
     return LongcatConfig.from_dict(raw)
 
 
-def _on_cuda() -> bool:
+def on_cuda_device() -> bool:
     return torch.device(get_device().device).type == "cuda"
 
 
@@ -72,7 +78,7 @@ class LongcatDenseMLP(nn.Module):
         return out
 
 
-def _fused_add_norm(norm: RMSNorm):
+def fused_add_norm(norm: RMSNorm):
     """SGLang's RMSNorm as common/layer.py's norm step: (h, residual or None) -> (normed, residual)."""
     return lambda h, residual: (norm(h), h) if residual is None else norm(h, residual)
 
@@ -98,9 +104,9 @@ class LongcatDecoderLayer(nn.Module):
 
     def forward(self, positions, hidden, residual, forward_batch: ForwardBatch):
         steps = ShortcutLayerSteps(
-            input_norms=tuple(_fused_add_norm(n) for n in self.input_layernorm),
+            input_norms=tuple(fused_add_norm(n) for n in self.input_layernorm),
             attentions=tuple(lambda h, a=a: a(positions, h, forward_batch) for a in self.self_attn),
-            post_attention_norms=tuple(_fused_add_norm(n) for n in self.post_attention_layernorm),
+            post_attention_norms=tuple(fused_add_norm(n) for n in self.post_attention_layernorm),
             dense_mlps=tuple(self.mlps),
             moe=self.mlp,
         )
@@ -134,7 +140,7 @@ class LongcatFlashForCausalLM(nn.Module):
                              "use --tp / --ep-size")
         self.config = config
         self.lc = longcat_config(config)
-        on_cuda = _on_cuda()
+        on_cuda = on_cuda_device()
         # Off CUDA there are no block-FP8 kernels: FP8 checkpoints are dequantised to bf16 at load.
         self.dequantize_fp8 = self.lc.fp8_block_size() is not None and not on_cuda
         if self.dequantize_fp8:

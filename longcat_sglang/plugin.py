@@ -8,10 +8,11 @@ import logging
 
 from longcat_common.config import ARCHITECTURES
 
+DRAFT_ARCHITECTURE = "LongcatFlashForCausalLMNextN"  # the MTP layer, for --speculative-algorithm NEXTN
 logger = logging.getLogger(__name__)
 
 
-def _flag_value(args: list[str], flags: tuple[str, ...]) -> str | None:
+def flag_value(args: list[str], flags: tuple[str, ...]) -> str | None:
     for i, arg in enumerate(args):
         name, eq, value = arg.partition("=")
         if name in flags:
@@ -27,8 +28,8 @@ def _enable_ep_moe_compat(args, *rest, **kwargs):
     if "--enable-ep-moe" not in args:
         return None
     args = [a for a in args if a != "--enable-ep-moe"]
-    tp = _flag_value(args, ("--tp", "--tp-size", "--tensor-parallel-size")) or "1"
-    if _flag_value(args, ("--ep", "--ep-size", "--expert-parallel-size")) is None:
+    tp = flag_value(args, ("--tp", "--tp-size", "--tensor-parallel-size")) or "1"
+    if flag_value(args, ("--ep", "--ep-size", "--expert-parallel-size")) is None:
         args += ["--ep-size", tp]
     return (args, *rest), kwargs
 
@@ -57,6 +58,7 @@ def register_parsers() -> None:
 def register() -> None:
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
+    from longcat_sglang import spec_cpu
     from longcat_sglang.request_guard import check_request
 
     HookRegistry.register("sglang.srt.server_args.prepare_server_args", _enable_ep_moe_compat, HookType.BEFORE)
@@ -64,16 +66,29 @@ def register() -> None:
                           HookType.AROUND)
     HookRegistry.register("sglang.srt.managers.tokenizer_manager.TokenizerManager._validate_one_request",
                           check_request, HookType.BEFORE)
+    HookRegistry.register("sglang.srt.server_args.prepare_server_args",
+                          spec_cpu.triton_interpreter_for_cpu_speculation, HookType.BEFORE)
+    HookRegistry.register("sglang.srt.speculative.draft_utils.DraftBackendFactory.create_draft_extend_backend",
+                          spec_cpu.torch_native_draft_extend_backend, HookType.AROUND)
+    HookRegistry.register("sglang.srt.layers.attention.torch_native_backend.TorchNativeAttnBackend.forward_extend",
+                          spec_cpu.torch_native_target_verify, HookType.AROUND)
+    HookRegistry.register("sglang.kernels.ops.speculative.spec_tree.build_tree_kernel_efficient_func",
+                          spec_cpu.triton_tree_on_cpu, HookType.AROUND)
+    HookRegistry.register("sglang.kernels.ops.speculative.spec_tree.verify_tree_greedy_func",
+                          spec_cpu.triton_verify_on_cpu, HookType.AROUND)
     try:
         from sglang.srt.models.registry import ModelRegistry
 
         from longcat_sglang.model import LongcatFlashForCausalLM
+        from longcat_sglang.mtp import LongcatFlashForCausalLMNextN
     except Exception:
         logger.exception("longcat-flash-plugins: could not import longcat_sglang; SGLang would fall back "
-                         "to its built-in %s", ARCHITECTURES[0])
+                         "to its built-in %s and %s", ARCHITECTURES[0], DRAFT_ARCHITECTURE)
         raise
     # SGLang loads Thinking-2601's LongcatCausalLM config as its LongcatFlashConfig, whose architecture is
     # LongcatFlashForCausalLM (utils/hf_transformers/config.py): this one entry serves both.
     ModelRegistry.models[ARCHITECTURES[0]] = LongcatFlashForCausalLM
-    logger.info("longcat-flash-plugins: %s -> longcat_sglang.model", ARCHITECTURES[0])
+    ModelRegistry.models[DRAFT_ARCHITECTURE] = LongcatFlashForCausalLMNextN
+    logger.info("longcat-flash-plugins: %s -> longcat_sglang.model, %s -> longcat_sglang.mtp", ARCHITECTURES[0],
+                DRAFT_ARCHITECTURE)
     register_parsers()

@@ -1,7 +1,12 @@
-"""The entry point's registration and its two SGLang hooks, in process (the servers test them for real)."""
+"""The entry point's registration and its SGLang hooks, in process (the servers test them for real)."""
 
-from longcat_sglang import plugin
+import os
+
+import pytest
+
+from longcat_sglang import plugin, spec_cpu
 from longcat_sglang.model import LongcatFlashForCausalLM
+from longcat_sglang.mtp import LongcatFlashForCausalLMNextN
 
 
 def test_register_replaces_the_builtin_class():
@@ -9,9 +14,13 @@ def test_register_replaces_the_builtin_class():
 
     builtin, _ = ModelRegistry.resolve_model_cls(["LongcatFlashForCausalLM"])
     assert builtin.__module__ == "sglang.srt.models.longcat_flash"
+    builtin_draft, _ = ModelRegistry.resolve_model_cls(["LongcatFlashForCausalLMNextN"])
+    assert builtin_draft.__module__ == "sglang.srt.models.longcat_flash_nextn"
     plugin.register()
     assert ModelRegistry.resolve_model_cls(["LongcatFlashForCausalLM"]) == (LongcatFlashForCausalLM,
                                                                             "LongcatFlashForCausalLM")
+    assert ModelRegistry.resolve_model_cls(["LongcatFlashForCausalLMNextN"]) == (LongcatFlashForCausalLMNextN,
+                                                                                 "LongcatFlashForCausalLMNextN")
 
 
 def test_enable_ep_moe_means_ep_size_tp():
@@ -32,3 +41,17 @@ def test_pynccl_is_turned_off_on_gloo_groups_only():
     plugin._no_pynccl_on_gloo(init_group, [[0, 1]], 0, "gloo", group_name="tp")
     plugin._no_pynccl_on_gloo(init_group, group_ranks=[[0, 1]], local_rank=0, backend="nccl", group_name="tp")
     assert calls == [("gloo", False), ("nccl", None)]
+
+
+def test_triton_interpreter_only_for_speculation_on_cpu(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    spec_cpu.triton_interpreter_for_cpu_speculation(["--device", "cpu", "--tp", "2"])
+    assert "TRITON_INTERPRET" not in os.environ
+    spec_cpu.triton_interpreter_for_cpu_speculation(["--device", "cuda", "--speculative-algorithm", "NEXTN"])
+    assert "TRITON_INTERPRET" not in os.environ
+    with pytest.raises(ValueError, match="--speculative-eagle-topk 1"):
+        spec_cpu.triton_interpreter_for_cpu_speculation(
+            ["--device=cpu", "--speculative-algorithm", "NEXTN", "--speculative-eagle-topk", "2"])
+    spec_cpu.triton_interpreter_for_cpu_speculation(
+        ["--device", "cpu", "--speculative-algorithm", "NEXTN", "--speculative-eagle-topk", "1"])
+    assert os.environ["TRITON_INTERPRET"] == "1"
