@@ -3,8 +3,9 @@
 Routing is common/routing.py's contract: zero-expert slots come back as id -1 with weight 0, so the
 FusedMoE dispatcher sends them nowhere (SGLang's EP id mapping keeps -1, its triton and DeepGEMM runners
 skip it; the other runners route by themselves or index experts by id, so they are refused), and the
-identity term ``identity_coef * x`` is added once, after the TP/EP all-reduce of the real experts' output. SGLang 0.5.23's built-in class does neither: it scales zero experts by 1 instead
-of routed_scaling_factor and adds them before the reduction (counted once per rank).
+identity term ``identity_coef * x`` is added once, after the TP/EP all-reduce of the real experts' output.
+SGLang 0.5.23's built-in class does neither: it scales zero experts by 1 instead of routed_scaling_factor
+and adds them before the reduction (counted once per rank).
 """
 
 import torch
