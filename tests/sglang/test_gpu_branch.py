@@ -6,7 +6,7 @@ loaded through them, as a GPU server would before ``process_weights_after_loadin
 are not called). Every fp8 weight and weight_scale_inv must land bit for bit where it belongs, the
 q_a / kv_a rows stacked into the one ``fused_qkv_a_proj`` and the experts' stacked into w13 / w2.
 
-Only the device decision is swapped (``longcat_sglang.model._on_cuda``); the CUDA rotary embedding has
+Only the device decision is swapped (``longcat_sglang.model.on_cuda_device``); the CUDA rotary embedding has
 no weights and needs ``vllm._custom_ops``, so the rope the GPU branch asks for is checked and replaced.
 
 Attention forms: SGLang's DeepSeek rule (its own handlers) replayed per backend and batch kind against the
@@ -72,7 +72,7 @@ def gpu_branch_model(sglang_process, tiny_fp8_ckpt):
         return attention.PortableRope(head_size, kwargs["max_position"], kwargs["base"])
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sgl_model, "_on_cuda", lambda: True)
+        mp.setattr(sgl_model, "on_cuda_device", lambda: True)
         mp.setattr(attention, "get_rope", get_rope)
         hf_config = ModelConfig(str(tiny_fp8_ckpt)).hf_config
         quant = Fp8Config.from_config(json.loads((tiny_fp8_ckpt / "config.json").read_text())["quantization_config"])
