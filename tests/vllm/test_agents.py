@@ -4,6 +4,7 @@ Flash-Thinking's JSON calls (``--tool-call-parser longcat``, the name that repla
 parser); LONGCAT_AGENT_TESTS=all adds one on 2601's XML calls (served in the SGLang tests).
 examples/agent_loop.py runs against it."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,6 @@ from tests.agents import (  # noqa: F401 (engine-independent tests, collected he
     test_tool_results_rendered_back_through_the_template)
 from tests.server import free_port, running_server
 
-from .conftest import SERVED_BY_US
 
 AGENT_LOOP = Path(__file__).parents[2] / "examples" / "agent_loop.py"
 
@@ -39,8 +39,8 @@ def served(request, tmp_path_factory):
 
 
 def test_our_model_and_parsers_served(served):
-    text = served[2].read_text()
-    assert SERVED_BY_US in text and PARSERS_REGISTERED in text
+    text, arch = served[2].read_text(), json.loads((served[3] / "config.json").read_text())["architectures"][0]
+    assert f"{arch} served by longcat_vllm" in text and PARSERS_REGISTERED in text  # 2601: LongcatCausalLM
 
 
 def test_agent_loop_example(served):
