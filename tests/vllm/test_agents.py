@@ -20,7 +20,6 @@ from tests.agents import (  # noqa: F401 (engine-independent tests, collected he
     test_tool_results_rendered_back_through_the_template)
 from tests.server import free_port, running_server
 
-
 AGENT_LOOP = Path(__file__).parents[2] / "examples" / "agent_loop.py"
 
 
