@@ -2,7 +2,6 @@
 shared by the vLLM and SGLang parser tests: what the openai client gets, whole and streamed."""
 
 import json
-import os
 
 import pytest
 
@@ -14,10 +13,8 @@ MODEL = "longcat-agent"
 MESSAGES = [{"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Weather in Paris for 3 days, and the time in UTC?"}]
 TOOL_PARSER = {"chat": "longcat", "thinking": "longcat", "2601": "longcat_xml"}
-# one server per engine (start-up is the slow part), each on the other format; LONGCAT_AGENT_TESTS=all: both
-FLAVOURS_SERVED = {"vllm": ["thinking"], "sglang": ["2601"]}
-if os.environ.get("LONGCAT_AGENT_TESTS") == "all":
-    FLAVOURS_SERVED = {"vllm": ["thinking", "2601"], "sglang": ["2601", "thinking"]}
+# one server per flavour and engine: both call formats (JSON: Thinking, XML: 2601) in both engines
+FLAVOURS_SERVED = {"vllm": ["thinking", "2601"], "sglang": ["2601", "thinking"]}
 RESULTS = {"get_weather": {"forecast": ["sun", "rain", "sun"]}, "get_time": "12:00"}
 
 

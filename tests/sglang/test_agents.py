@@ -1,7 +1,8 @@
 """SGLang's OpenAI server with our tool-call and reasoning parsers, on scripted checkpoints whose greedy
-output is a think block, text and two tool calls. One server, shared by the module's tests, on
-Flash-Thinking-2601's XML calls (``--tool-call-parser longcat_xml``; SGLang has no LongCat parser of
-its own); LONGCAT_AGENT_TESTS=all adds one on Flash-Thinking's JSON calls (served in the vLLM tests)."""
+output is a think block, text and two tool calls. One server per format, shared by the module's tests:
+Flash-Thinking-2601's XML calls (``--tool-call-parser longcat_xml``, on 2601's LongcatCausalLM / YaRN
+config) and Flash-Thinking's JSON calls (``--tool-call-parser longcat``); SGLang has no LongCat parser of
+its own."""
 
 
 import pytest

@@ -1,8 +1,8 @@
 """vLLM's OpenAI server with our tool-call and reasoning parsers, on a scripted checkpoint whose greedy
-output is a think block, text and two tool calls. One server, shared by the module's tests, on
+output is a think block, text and two tool calls. One server per format, shared by the module's tests:
 Flash-Thinking's JSON calls (``--tool-call-parser longcat``, the name that replaces vLLM's built-in
-parser); LONGCAT_AGENT_TESTS=all adds one on 2601's XML calls (served in the SGLang tests).
-examples/agent_loop.py runs against it."""
+parser) and 2601's XML calls (``--tool-call-parser longcat_xml``, on 2601's LongcatCausalLM / YaRN
+config). examples/agent_loop.py runs against each."""
 
 import json
 import subprocess
