@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from longcat_common import __version__
+from longcat_common.checkpoint import ParamTarget
 from longcat_common.config import LongcatConfig
 from longcat_common.layer import IN_ORDER, MoeSideStream, ShortcutLayerSteps, shortcut_layer_forward
 from longcat_common.loading import check_fused_qkv_a_blocks, checkpoint_targets, fuse_qkv_a
@@ -60,6 +61,18 @@ def overlap_moe(on_cuda: bool, tp_size: int, moe_ep_size: int) -> bool:
     and the attention backends' persistent workspaces are used by attention alone, on the main stream.
     """
     return on_cuda and tp_size == 1 and moe_ep_size == 1
+
+
+def load_target(params: dict[str, nn.Parameter], target: ParamTarget, tensor: torch.Tensor) -> None:
+    """One checkpoint tensor into its parameter through the parameter's own SGLang weight loader."""
+    param = params[target.param]
+    loader = getattr(param, "weight_loader", default_weight_loader)
+    if target.expert is not None:
+        loader(param, tensor, target.param, shard_id=target.shard, expert_id=target.expert)
+    elif target.shard is not None:
+        loader(param, tensor, target.shard)
+    else:
+        loader(param, tensor)
 
 
 class LongcatDenseMLP(nn.Module):
@@ -170,14 +183,7 @@ class LongcatFlashForCausalLM(nn.Module):
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]):
         params = dict(self.named_parameters())
         for target, tensor in fuse_qkv_a(self.lc, checkpoint_targets(self.lc, weights, self.dequantize_fp8)):
-            param = params[target.param]
-            loader = getattr(param, "weight_loader", default_weight_loader)
-            if target.expert is not None:
-                loader(param, tensor, target.param, shard_id=target.shard, expert_id=target.expert)
-            elif target.shard is not None:
-                loader(param, tensor, target.shard)
-            else:
-                loader(param, tensor)
+            load_target(params, target, tensor)
         dtype = self.model.embed_tokens.weight.dtype
         for layer in self.model.layers:
             for attn in layer.self_attn:

@@ -25,14 +25,13 @@ from longcat_common import __version__
 from longcat_common.loading import checkpoint_targets, fuse_qkv_a
 from longcat_common.mtp import MtpLayerSteps, mtp_layer_forward, require_mtp_layer
 from longcat_sglang.attention import LongcatMLA
-from longcat_sglang.model import LongcatDenseMLP, fused_add_norm, longcat_config, on_cuda_device
+from longcat_sglang.model import LongcatDenseMLP, fused_add_norm, load_target, longcat_config, on_cuda_device
 from sglang.srt.layers.dp_attention import is_dp_attention_enabled
 from sglang.srt.layers.layernorm import RMSNorm
 from sglang.srt.layers.linear import ReplicatedLinear
 from sglang.srt.layers.logits_processor import LogitsProcessor
 from sglang.srt.layers.vocab_parallel_embedding import ParallelLMHead, VocabParallelEmbedding
 from sglang.srt.model_executor.forward_batch_info import ForwardBatch
-from sglang.srt.model_loader.weight_utils import default_weight_loader
 from sglang.srt.runtime_context import get_device, get_parallel
 from sglang.srt.utils import add_prefix
 
@@ -122,15 +121,10 @@ class LongcatFlashForCausalLMNextN(nn.Module):
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]):
         params = dict(self.named_parameters())
-        for target, tensor in fuse_qkv_a(self.lc, checkpoint_targets(self.lc, weights, self.dequantize_fp8, mtp=True)):
-            if target.param in SHARED_WITH_TARGET:
-                continue
-            param = params[target.param]
-            loader = getattr(param, "weight_loader", default_weight_loader)
-            if target.shard is not None:
-                loader(param, tensor, target.shard)
-            else:
-                loader(param, tensor)
+        targets = checkpoint_targets(self.lc, weights, self.dequantize_fp8, mtp=True)
+        for target, tensor in fuse_qkv_a(self.lc, targets):
+            if target.param not in SHARED_WITH_TARGET:
+                load_target(params, target, tensor)
         self.model.layers[0].self_attn.absorb_kv_b(self.lm_head.weight.dtype)
 
     def get_embed_and_head(self):
