@@ -53,3 +53,20 @@ def test_plugin_rope_is_right_on_strided_mla_views():
     got_q, got_k = ours(positions, q[..., NOPE:], kv[:, None, 512:])
     torch.testing.assert_close(got_q, want_q, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(got_k, want_k, rtol=1e-6, atol=1e-6)
+
+
+def test_plugin_rope_kernel_path_equals_portable_rotation_bf16_yarn():
+    """On the CPU in eager mode MlaRope runs vLLM's kernel on 2-D fp32 copies (the speed path);
+    it must give exactly the portable fp32 rotation, rounded once, YaRN cache included."""
+    yarn = {"factor": 4.0, "original_max_position_embeddings": 64, "beta_fast": 32.0, "beta_slow": 1.0,
+            "mscale": 1.0, "mscale_all_dim": 1.0}
+    cache = rope_cos_sin_cache(ROT, MAX_POS, THETA, yarn)
+    ours = MlaRope(_stock_rope(), ROT, MAX_POS, THETA, yarn)
+    positions, q, kv = _inputs()
+    positions = positions * 40  # past the original context, where YaRN differs from plain RoPE
+    q, kv = q.bfloat16(), kv.bfloat16()
+    kv_before = kv.clone()
+    got_q, got_k = ours(positions, q[..., NOPE:], kv[:, None, 512:])
+    assert torch.equal(got_q, apply_rope_interleaved(positions, q[..., NOPE:], cache))
+    assert torch.equal(got_k, apply_rope_interleaved(positions, kv[:, None, 512:], cache))
+    assert torch.equal(kv, kv_before)  # the inputs are not rotated in place
