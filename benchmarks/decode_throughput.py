@@ -1,25 +1,34 @@
-"""End-to-end decode tokens/s: the plugin in vLLM against transformers' ``generate``, same checkpoint.
+"""End-to-end decode tokens/s: the plugin in vLLM against vLLM's own built-in LongCat class (and, with
+--transformers, transformers' ``generate``), same checkpoint, runs alternated.
 
 Bench preset checkpoint (about 0.3B parameters, random weights), bf16, 16-token prompts, 64 new tokens
-(EOS ignored), batch 1 and 16, greedy; median of several timed runs after a warm-up, both on the
-same 2 CPU cores (vLLM: VLLM_CPU_OMP_THREADS_BIND=0-1, default compile settings; transformers: 2
-threads, its cache-enabled generate on the oracle model, see tests/oracle.py).
+(EOS ignored), batch 1 and 16, greedy. Each contender lives in its own process, built once; every
+round times one run of each in turn (after one warm-up run each), so all see the same machine
+load; the figures are medians over the rounds. All on the same 2 CPU cores (vLLM:
+VLLM_CPU_OMP_THREADS_BIND=0-1, engine core in the worker's process (VLLM_ENABLE_V1_MULTIPROCESSING=0)
+for both vLLM contenders, default compile settings unless --eager; transformers: 2 threads, its
+cache-enabled generate on the oracle model, see tests/oracle.py).
 
-Run: $(scripts/venv.sh vllm)/bin/python benchmarks/decode_throughput.py [--eager]
+vLLM 0.32's built-in class cannot run on the CPU backend as shipped: ``builtin_on_cpu.py`` swaps three
+engine functions for torch ones in that process only (what and why is in its docstring). Its greedy
+tokens are compared with the plugin's and the agreement printed (bf16: near-ties may differ).
+
+Run: $(scripts/venv.sh vllm)/bin/python benchmarks/decode_throughput.py [--eager] [--repeats N] [--transformers]
 """
 
 import argparse
+import multiprocessing
 import os
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from timing import median_seconds  # noqa: E402
-
-PROMPT_LEN, NEW_TOKENS, BATCHES, REPEATS = 16, 64, (1, 16), 3
+ROOT = Path(__file__).resolve().parents[1]
+PROMPT_LEN, NEW_TOKENS, BATCHES = 16, 64, (1, 16)
 
 
 def prompts(batch: int) -> list[list[int]]:
@@ -27,50 +36,95 @@ def prompts(batch: int) -> list[list[int]]:
     return [[1] + torch.randint(10, 900, (PROMPT_LEN - 1,), generator=gen).tolist() for _ in range(batch)]
 
 
-def vllm_rates(ckpt: Path, eager: bool) -> dict[int, float]:
+def vllm_runner(ckpt: str, eager: bool, builtin: bool):
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the patch below must reach the model's process
+    if builtin:
+        os.environ["VLLM_PLUGINS"] = "none"  # no longcat_flash plugin: vLLM's own class serves
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from builtin_on_cpu import patch_builtin_for_cpu
+
+        patch_builtin_for_cpu()
     from vllm import LLM, SamplingParams
 
-    llm = LLM(str(ckpt), dtype="bfloat16", enforce_eager=eager, max_model_len=256, max_num_seqs=16,
+    llm = LLM(ckpt, dtype="bfloat16", enforce_eager=eager, max_model_len=256, max_num_seqs=16,
               kv_cache_memory_bytes=1 << 29, seed=0)
     params = SamplingParams(max_tokens=NEW_TOKENS, temperature=0.0, ignore_eos=True, detokenize=False)
-    rates = {}
-    for batch in BATCHES:
-        inputs = [{"prompt_token_ids": p} for p in prompts(batch)]
-        rates[batch] = batch * NEW_TOKENS / median_seconds(lambda: llm.generate(inputs, params, use_tqdm=False), REPEATS)
-    del llm
-    return rates
+
+    def run(batch: int) -> list[list[int]]:
+        outs = llm.generate([{"prompt_token_ids": p} for p in prompts(batch)], params, use_tqdm=False)
+        return [list(o.outputs[0].token_ids) for o in outs]
+    return run
 
 
-def transformers_rates(ckpt: Path) -> dict[int, float]:
+def transformers_runner(ckpt: str):
+    sys.path.insert(0, str(ROOT))  # tests.oracle; this process never imports longcat_vllm
     from tests.oracle import load_oracle
 
     torch.set_num_threads(2)
     model = load_oracle(ckpt, torch.bfloat16)
-    rates = {}
-    for batch in BATCHES:
+
+    @torch.inference_mode()
+    def run(batch: int) -> list[list[int]]:
         ids = torch.tensor(prompts(batch))
-        run = lambda: model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS,  # noqa: E731
-                                     min_new_tokens=NEW_TOKENS, do_sample=False)
-        with torch.inference_mode():
-            rates[batch] = batch * NEW_TOKENS / median_seconds(run, REPEATS)
-    return rates
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS,
+                             min_new_tokens=NEW_TOKENS, do_sample=False)
+        return out[:, PROMPT_LEN:].tolist()
+    return run
+
+
+def worker(conn, name: str, ckpt: str, eager: bool) -> None:
+    """Builds one contender, then answers batch sizes with (seconds, greedy tokens) until None."""
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0-1")
+    run = transformers_runner(ckpt) if name == "transformers" else vllm_runner(ckpt, eager, name == "built-in")
+    conn.send("ready")
+    while (batch := conn.recv()) is not None:
+        start = time.perf_counter()
+        tokens = run(batch)
+        conn.send((time.perf_counter() - start, tokens))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--eager", action="store_true", help="vLLM with enforce_eager (no torch.compile)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds (median reported)")
+    parser.add_argument("--transformers", action="store_true", help="also time transformers' generate")
     args = parser.parse_args()
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0-1")
+    contenders = ("plugin", "built-in") + (("transformers",) if args.transformers else ())
     from longcat_common.tiny import write_checkpoint
 
-    ckpt = write_checkpoint(Path(tempfile.mkdtemp(prefix="longcat-bench-")), preset="bench")
-    ours = vllm_rates(ckpt, args.eager)
-    theirs = transformers_rates(ckpt)
-    print(f"\ndecode tokens/s, bench preset, bf16, {PROMPT_LEN}-token prompts, {NEW_TOKENS} new tokens, "
-          f"median of {REPEATS}")
-    print(f"{'batch':>5} | {'vLLM + plugin':>13} | {'transformers':>12} | {'ratio':>6}")
+    load_before = os.getloadavg()[0]
+    ckpt = str(write_checkpoint(Path(tempfile.mkdtemp(prefix="longcat-bench-")), preset="bench"))
+    ctx = multiprocessing.get_context("spawn")
+    conns = {}
+    for name in contenders:  # built one after another: start-up is not measured and must not overlap
+        conns[name], child = ctx.Pipe()
+        ctx.Process(target=worker, args=(child, name, ckpt, args.eager), daemon=True).start()
+        assert conns[name].recv() == "ready"
+    seconds = {(n, b): [] for n in contenders for b in BATCHES}
+    tokens = {}
     for batch in BATCHES:
-        print(f"{batch:>5} | {ours[batch]:>13.1f} | {theirs[batch]:>12.1f} | {ours[batch] / theirs[batch]:>5.2f}x")
+        for round_ in range(args.repeats + 1):  # round 0 warms up
+            for name, conn in conns.items():
+                conn.send(batch)
+                took, tokens[name, batch] = conn.recv()
+                if round_:
+                    seconds[name, batch].append(took)
+    for conn in conns.values():
+        conn.send(None)
+
+    rate = {key: int(key[1]) * NEW_TOKENS / statistics.median(runs) for key, runs in seconds.items()}
+    print(f"\ndecode tokens/s, bench preset, bf16, {PROMPT_LEN}-token prompts, {NEW_TOKENS} new tokens, "
+          f"vLLM {'eager' if args.eager else 'compiled'}, median of {args.repeats} alternated rounds, "
+          f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
+    print(f"{'batch':>5} | {'plugin':>7} | {'built-in':>8} | {'ratio':>6} | built-in greedy = plugin"
+          + (f" | {'transformers':>12} | {'ratio':>6}" if args.transformers else ""))
+    for b in BATCHES:
+        same = sum(x == y for x, y in zip(tokens["plugin", b], tokens["built-in", b]))
+        line = (f"{b:>5} | {rate['plugin', b]:>7.1f} | {rate['built-in', b]:>8.1f} | "
+                f"{rate['plugin', b] / rate['built-in', b]:>5.2f}x | {same:>3}/{b} sequences")
+        if args.transformers:
+            line += f" | {rate['transformers', b]:>12.1f} | {rate['plugin', b] / rate['transformers', b]:>5.2f}x"
+        print(line)
 
 
 if __name__ == "__main__":
