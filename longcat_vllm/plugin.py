@@ -51,9 +51,12 @@ def register() -> None:
     from vllm import ModelRegistry
     from vllm.transformers_utils import config as vllm_hf_config
 
+    from longcat_vllm.metrics import ensure_dir
+
     for architecture, cls in MODELS.items():
         ModelRegistry.register_model(architecture, cls)
     for arch in ARCHITECTURES:  # Hub configs carry no model_type: vLLM maps the architecture (2601's is unknown)
         vllm_hf_config._ARCHITECTURE_TO_MODEL_TYPE.setdefault(arch, "longcat_flash")
     logger.info("longcat-flash-plugins %s: %s registered for vLLM", __version__, ", ".join(MODELS))
     register_parsers()
+    ensure_dir()  # before the engine starts: its processes inherit it (longcat_vllm/metrics.py)
