@@ -26,10 +26,14 @@ HELP = {
 
 
 class SlotCounter:
-    """[zero slots, all slots] as one int64 tensor on the model's device, for every MoE layer of a rank."""
+    """[zero slots, all slots] as one int64 tensor on the model's device, for every MoE layer of a rank.
 
-    def __init__(self, device):
+    ``enabled`` (0 or 1, on the device) gates every add, so an engine can exclude its start-up dummy
+    batches with a device-side write instead of a Python branch a compiled graph would freeze."""
+
+    def __init__(self, device, enabled: bool = True):
         self.counts = torch.zeros(2, dtype=torch.int64, device=device)
+        self.enabled = torch.tensor(int(enabled), dtype=torch.int64, device=device)
 
     def add(self, topk_ids: torch.Tensor, is_padding: torch.Tensor | None = None) -> None:
         """topk_ids [T, k] (zero slots < 0); is_padding [T] bool marks padded rows, which are not counted."""
@@ -39,7 +43,7 @@ class SlotCounter:
         else:
             zero = zero & ~is_padding[: topk_ids.shape[0], None]
             real = (~is_padding[: topk_ids.shape[0]]).sum()
-        self.counts += torch.stack([zero.sum(), real * topk_ids.shape[1]])
+        self.counts += torch.stack([zero.sum(), real * topk_ids.shape[1]]) * self.enabled
 
     def totals(self) -> tuple[int, int]:
         zero, slots = self.counts.tolist()

@@ -5,17 +5,16 @@ loggers (``vllm.stat_logger_plugins``) see only what the engine core reports. So
 (``count_routing``, called from our router inside FusedMoE's custom op) keeps a device-side
 ``SlotCounter`` and a thread writes its totals to ``$LONGCAT_METRICS_DIR/<pid>.json``; the API side
 (``LongcatStatLogger``) registers a Prometheus collector that sums those files at scrape time. The
-directory is created by the general plugin in the API server process, before it starts the engine,
+directory is created by our platform plugin hook in the API server process, before it starts the engine,
 so every engine and worker process inherits it.
 
 Each token is counted once: only tensor-parallel rank 0 counts (every TP / EP rank of a data-parallel
-rank routes the same tokens); each pipeline stage and data-parallel rank has its own rank 0 and its own
-layers or tokens, and the files are summed.
+rank routes the same tokens, and routing happens before any DP dispatch); each data-parallel rank has
+its own TP rank 0 and its own tokens, and the files are summed. (Pipeline parallelism is refused.)
 """
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -26,14 +25,9 @@ from vllm.v1.metrics.loggers import StatLoggerBase
 from longcat_common import metrics
 from longcat_common.config import LongcatConfig
 
-DIR_ENV = "LONGCAT_METRICS_DIR"
+from longcat_vllm.plugin import METRICS_DIR_ENV as DIR_ENV
+
 _counter: metrics.SlotCounter | None = None
-
-
-def ensure_dir() -> None:
-    """In the API server process (general plugin): the directory the workers will write to."""
-    if DIR_ENV not in os.environ:
-        os.environ[DIR_ENV] = tempfile.mkdtemp(prefix="longcat-metrics-")
 
 
 def rank_counter() -> metrics.SlotCounter | None:
@@ -58,15 +52,17 @@ def _write(path: Path, zero: int, slots: int) -> None:
 
 
 def count_routing(counter: metrics.SlotCounter, topk_ids: torch.Tensor) -> None:
-    """Inside FusedMoE's custom op (so torch.compile leaves it alone). vLLM's start-up dummy runs have no
-    attention metadata and are skipped; during CUDA-graph capture the counting kernels are recorded
-    (capture computes nothing) and every replay counts, masked by the runner's ``is_padding`` buffer."""
-    if not is_forward_context_available():
-        return
-    ctx = get_forward_context()
-    if ctx.attn_metadata is None and not (topk_ids.is_cuda and torch.cuda.is_current_stream_capturing()):
-        return
-    counter.add(topk_ids, ctx.is_padding)
+    """In our router, which runs inside the compiled graph on CPU (and in FusedMoE's op on CUDA): tensor
+    ops only, so compiled graphs and CUDA-graph replays count. Padded rows are masked with the runner's
+    persistent ``is_padding`` buffer (the one vLLM's own routers read)."""
+    counter.add(topk_ids, get_forward_context().is_padding if is_forward_context_available() else None)
+
+
+def mark_step(counter: metrics.SlotCounter) -> None:
+    """Before each forward, in the model's eager outer ``forward``: count real steps only. vLLM's
+    start-up profile and warm-up runs carry no attention metadata."""
+    real = is_forward_context_available() and get_forward_context().attn_metadata is not None
+    counter.enabled.fill_(int(real))
 
 
 class _Collector:
