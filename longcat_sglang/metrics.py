@@ -22,7 +22,7 @@ def rank_counter(config: LongcatConfig) -> metrics.SlotCounter | None:
     """The process's counter (call while SGLang builds the model, under its target device), or None
     where metrics are off or this rank does not count."""
     global _counter
-    from sglang.srt.distributed import get_tensor_model_parallel_rank
+    from sglang.srt.distributed.parallel_state import get_tensor_model_parallel_rank
     from sglang.srt.runtime_context import get_observability
 
     if not get_observability().enable_metrics or get_tensor_model_parallel_rank() != 0:
