@@ -18,6 +18,7 @@ setup(
         "vllm.general_plugins": ["longcat_flash = longcat_vllm.plugin:register"],
         # loaded before the API server validates --tool-call-parser (longcat_vllm/plugin.py)
         "vllm.platform_plugins": ["longcat_flash_parsers = longcat_vllm.plugin:register_parsers_as_platform_plugin"],
+        "vllm.stat_logger_plugins": ["longcat_flash_metrics = longcat_vllm.metrics:LongcatStatLogger"],
         "sglang.srt.plugins": ["longcat_flash = longcat_sglang.plugin:register"],
     },
 )

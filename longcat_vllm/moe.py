@@ -34,6 +34,7 @@ from vllm.model_executor.layers.fused_moe.router.base_router import BaseRouter
 from vllm.platforms import current_platform
 
 from longcat_common.config import LongcatConfig
+from longcat_vllm.metrics import count_routing, rank_counter
 from longcat_common.routing import (MASKED_SLOT, ZeroExpertRouting, add_identity, ids_for_kernel,
                                     route_with_zero_experts)
 
@@ -57,6 +58,7 @@ class ZeroExpertSlotRouter(BaseRouter):
         super().__init__(top_k=config.moe_topk, global_num_experts=config.n_routed_experts)
         self.expert_map: torch.Tensor | None = None
         self.fill_id = 0
+        self.slot_counter = rank_counter()  # docs/metrics.md
 
     def bind(self, expert_map: torch.Tensor | None, parallel) -> None:
         """Called once FusedMoE exists: its EP expert map (global id -> local id or -1) and parallel config."""
@@ -78,6 +80,8 @@ class ZeroExpertSlotRouter(BaseRouter):
 
     def _compute_routing(self, hidden_states, router_logits, indices_type, *, input_ids=None):
         weights, ids = unpack_routing(router_logits)
+        if self.slot_counter is not None:
+            count_routing(self.slot_counter, ids)
         if current_platform.is_cpu():
             if self.expert_map is not None:
                 ids = torch.where(ids >= 0, self.expert_map[ids.clamp(min=0).long()].to(ids.dtype), ids)

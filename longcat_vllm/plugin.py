@@ -2,6 +2,8 @@
 tool-call and reasoning parsers (also from ``vllm.platform_plugins``, see ``register_parsers``)."""
 
 import logging
+import os
+import tempfile
 
 from longcat_common import __version__
 
@@ -16,6 +18,7 @@ TOOL_PARSERS = {"longcat": "LongcatJsonToolParser", "longcat_xml": "LongcatXmlTo
 REASONING_PARSERS = {"longcat": "LongcatReasoningParser"}
 PARSERS_REGISTERED = "longcat-flash-plugins: tool parsers longcat, longcat_xml and reasoning parser longcat registered"
 _parsers_registered = False
+METRICS_DIR_ENV = "LONGCAT_METRICS_DIR"
 
 
 def register_parsers() -> None:
@@ -42,8 +45,16 @@ def register_parsers() -> None:
     logger.info(PARSERS_REGISTERED)
 
 
+def ensure_metrics_dir() -> None:
+    """Where the workers publish their zero-slot counts (longcat_vllm/metrics.py); set in the first vLLM
+    process, before it starts the engine, so that every engine and worker process inherits it."""
+    if METRICS_DIR_ENV not in os.environ:
+        os.environ[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="longcat-metrics-")
+
+
 def register_parsers_as_platform_plugin() -> None:
     register_parsers()
+    ensure_metrics_dir()  # the API server process loads no general plugin before it starts the engine
     return None
 
 
@@ -57,3 +68,4 @@ def register() -> None:
         vllm_hf_config._ARCHITECTURE_TO_MODEL_TYPE.setdefault(arch, "longcat_flash")
     logger.info("longcat-flash-plugins %s: %s registered for vLLM", __version__, ", ".join(MODELS))
     register_parsers()
+    ensure_metrics_dir()

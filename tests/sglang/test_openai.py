@@ -17,7 +17,7 @@ import requests
 from openai import OpenAI
 from transformers import AutoTokenizer
 
-from tests import oracle
+from tests import metrics_check, oracle
 from tests.sglang.server import EXAMPLE_LAUNCHER, sglang_server
 
 EXAMPLE_CLIENT = Path(__file__).parents[2] / "examples" / "sglang_client.py"
@@ -31,7 +31,7 @@ NEW_TOKENS = 8
 @pytest.fixture(scope="module")
 def server(tiny_ckpt, tmp_path_factory):
     log = tmp_path_factory.mktemp("sglang-fp32") / "server.log"
-    args = ["--dtype", "float32", "--served-model-name", MODEL, "--max-running-requests", "32"]
+    args = ["--dtype", "float32", "--served-model-name", MODEL, "--max-running-requests", "32", "--enable-metrics"]
     with sglang_server(tiny_ckpt, log, args, launcher=EXAMPLE_LAUNCHER) as s:
         yield s
 
@@ -126,3 +126,20 @@ def test_requests_that_took_sglang_down_are_400s(server, client, reference, tiny
     assert requests.get(f"{server.url}/health", timeout=30).status_code == 200
     want = clear_greedy(tok(prompts[0])["input_ids"])
     assert _complete(client, prompts[0]).choices[0].text.startswith(tok.decode(want))
+
+
+def test_zero_expert_metrics_match_reference(server, tiny_ckpt):
+    """/metrics counts every forwarded token's routed slots once (prefill and decode), as the reference."""
+    tok = AutoTokenizer.from_pretrained(tiny_ckpt)
+
+    def generate(prompt):
+        ids = tok.encode(prompt)
+        body = {"input_ids": ids, "return_logprob": True, "logprob_start_len": 0,  # no prefix-cache reuse
+                "sampling_params": {"max_new_tokens": 6, "temperature": 0.0, "ignore_eos": True}}
+        r = requests.post(f"{server.url}/generate", json=body, timeout=300)
+        r.raise_for_status()
+        return ids, [t for _lp, t, _text in r.json()["meta_info"]["output_token_logprobs"]]
+    served, expected = metrics_check.served_vs_reference(server.url, MODEL, tiny_ckpt, generate)
+    assert served == expected
+    sample = metrics_check.scrape(server.url, MODEL)
+    assert 0 < sample["longcat_zero_expert_slot_ratio"] < 1

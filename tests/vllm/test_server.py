@@ -15,7 +15,7 @@ import pytest
 from openai import OpenAI
 from transformers import AutoTokenizer
 
-from tests import oracle
+from tests import metrics_check, oracle
 from tests.server import free_port, running_server
 
 from .conftest import SERVED_BY_US
@@ -93,3 +93,18 @@ def test_sixteen_concurrent_requests_equal_one_by_one(server):
     with ThreadPoolExecutor(16) as pool:
         concurrent = list(pool.map(lambda p: _complete(client, p, 12), prompts))
     assert concurrent == one_by_one
+
+
+def test_zero_expert_metrics_match_reference(server, tiny_ckpt):
+    """/metrics counts every forwarded token's routed slots once (prefill and decode), as the reference."""
+    client = server[0]
+    base = str(client.base_url).rstrip("/").removesuffix("/v1")
+
+    def generate(prompt):
+        r = client.completions.create(model="longcat-tiny", prompt=prompt, max_tokens=6, temperature=0,
+                                      extra_body={"return_token_ids": True, "ignore_eos": True})
+        return r.choices[0].prompt_token_ids, r.choices[0].token_ids
+    served, expected = metrics_check.served_vs_reference(base, "longcat-tiny", tiny_ckpt, generate)
+    assert served == expected
+    sample = metrics_check.scrape(base, "longcat-tiny")
+    assert 0 < sample["longcat_zero_expert_slot_ratio"] < 1

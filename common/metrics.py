@@ -1,0 +1,79 @@
+"""Dynamic-compute metrics: how many routed slots went to zero-computation experts, and what that means
+in activated parameters per token (docs/metrics.md).
+
+The MoE layers add to one device tensor per process (``SlotCounter``): no host sync per forward, and the
+add is a fixed-shape tensor op, so it is recorded into CUDA graphs and replayed with them. A background
+thread (``start_flusher``) reads the totals once per interval and hands them to the engine's sink.
+"""
+
+import threading
+import time
+
+import torch
+
+from longcat_common.config import LongcatConfig
+
+ZERO_RATIO = "longcat_zero_expert_slot_ratio"
+ACTIVATED = "longcat_activated_params_per_token"
+ZERO_SLOTS = "longcat_zero_expert_slots"  # Prometheus counters (``_total`` is added on exposure)
+SLOTS = "longcat_routed_slots"
+HELP = {
+    ZERO_RATIO: "Share of routed top-k slots that went to zero-computation experts, over all tokens served",
+    ACTIVATED: "Activated parameters per token (embedding lookup excluded), averaged over all tokens served",
+    ZERO_SLOTS: "Routed top-k slots that went to zero-computation experts (summed over MoE layers)",
+    SLOTS: "Routed top-k slots (tokens x MoE layers x top-k)",
+}
+
+
+class SlotCounter:
+    """[zero slots, all slots] as one int64 tensor on the model's device, for every MoE layer of a rank.
+
+    ``enabled`` (0 or 1, on the device) gates every add, so an engine can exclude its start-up dummy
+    batches with a device-side write instead of a Python branch a compiled graph would freeze."""
+
+    def __init__(self, device, enabled: bool = True):
+        self.counts = torch.zeros(2, dtype=torch.int64, device=device)
+        self.enabled = torch.tensor(int(enabled), dtype=torch.int64, device=device)
+
+    def add(self, topk_ids: torch.Tensor, is_padding: torch.Tensor | None = None) -> None:
+        """topk_ids [T, k] (zero slots < 0); is_padding [T] bool marks padded rows, which are not counted."""
+        zero = topk_ids < 0
+        if is_padding is None:
+            real = torch.full((), topk_ids.shape[0], dtype=torch.int64, device=topk_ids.device)
+        else:
+            zero = zero & ~is_padding[: topk_ids.shape[0], None]
+            real = (~is_padding[: topk_ids.shape[0]]).sum()
+        self.counts += torch.stack([zero.sum(), real * topk_ids.shape[1]]) * self.enabled
+
+    def totals(self) -> tuple[int, int]:
+        zero, slots = self.counts.tolist()
+        return zero, slots
+
+
+def zero_ratio(zero_slots: int, slots: int) -> float:
+    return zero_slots / slots if slots else 0.0
+
+
+def activated_params_per_token(config: LongcatConfig, zero_slot_ratio: float) -> float:
+    """Mean activated parameters per token for a zero-slot share (``LongcatConfig.activated_params``:
+    fixed part + real-expert slots x expert size, which is linear in the number of real slots)."""
+    if not 0.0 <= zero_slot_ratio <= 1.0:
+        raise ValueError(f"zero_slot_ratio must be in [0, 1], got {zero_slot_ratio}")
+    fixed = config.activated_params(0)
+    return fixed + (1.0 - zero_slot_ratio) * (config.activated_params(config.moe_topk) - fixed)
+
+
+def start_flusher(counter: SlotCounter, sink, interval: float = 0.5) -> threading.Thread:
+    """Daemon thread: every ``interval`` s, ``sink(zero_slots, slots)`` with the running totals (only when
+    they changed). Reading a CUDA tensor here syncs once per interval, never per forward."""
+    def loop():
+        last = None
+        while True:
+            time.sleep(interval)
+            now = counter.totals()
+            if now != last:
+                sink(*now)
+                last = now
+    thread = threading.Thread(target=loop, name="longcat-metrics", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,107 @@
+"""Zero-expert metrics on vLLM's /metrics (docs/metrics.md).
+
+vLLM runs the model in worker processes and serves /metrics from the API server process, whose stat
+loggers (``vllm.stat_logger_plugins``) see only what the engine core reports. So the worker side
+(``count_routing``, called from our router inside FusedMoE's custom op) keeps a device-side
+``SlotCounter`` and a thread writes its totals to ``$LONGCAT_METRICS_DIR/<pid>.json``; the API side
+(``LongcatStatLogger``) registers a Prometheus collector that sums those files at scrape time. The
+directory is created by our platform plugin hook in the API server process, before it starts the engine,
+so every engine and worker process inherits it.
+
+Each token is counted once: only tensor-parallel rank 0 counts (every TP / EP rank of a data-parallel
+rank routes the same tokens, and routing happens before any DP dispatch); each data-parallel rank has
+its own TP rank 0 and its own tokens, and the files are summed. (Pipeline parallelism is refused.)
+"""
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
+from vllm.forward_context import get_forward_context, is_forward_context_available
+from vllm.v1.metrics.loggers import StatLoggerBase
+
+from longcat_common import metrics
+from longcat_common.config import LongcatConfig
+
+from longcat_vllm.plugin import METRICS_DIR_ENV as DIR_ENV
+
+_counter: metrics.SlotCounter | None = None
+
+
+def rank_counter() -> metrics.SlotCounter | None:
+    """The process's counter on the model's device (call while vLLM builds the model), or None where
+    this rank does not count."""
+    global _counter
+    from vllm.distributed import get_tensor_model_parallel_rank
+
+    if DIR_ENV not in os.environ or get_tensor_model_parallel_rank() != 0:
+        return None
+    if _counter is None:
+        _counter = metrics.SlotCounter(device=None)  # vLLM builds the model under its target device
+        path = Path(os.environ[DIR_ENV]) / f"{os.getpid()}.json"
+        metrics.start_flusher(_counter, lambda zero, slots: _write(path, zero, slots))
+    return _counter
+
+
+def _write(path: Path, zero: int, slots: int) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"zero_slots": zero, "slots": slots}))
+    os.replace(tmp, path)
+
+
+def count_routing(counter: metrics.SlotCounter, topk_ids: torch.Tensor) -> None:
+    """In our router, which runs inside the compiled graph on CPU (and in FusedMoE's op on CUDA): tensor
+    ops only, so compiled graphs and CUDA-graph replays count. Padded rows are masked with the runner's
+    persistent ``is_padding`` buffer (the one vLLM's own routers read)."""
+    counter.add(topk_ids, get_forward_context().is_padding if is_forward_context_available() else None)
+
+
+def mark_step(counter: metrics.SlotCounter) -> None:
+    """Before each forward, in the model's eager outer ``forward``: count real steps only. vLLM's
+    start-up profile and warm-up runs carry no attention metadata."""
+    real = is_forward_context_available() and get_forward_context().attn_metadata is not None
+    counter.enabled.fill_(int(real))
+
+
+class _Collector:
+    def __init__(self, config: LongcatConfig, model_name: str):
+        self.config, self.model_name = config, model_name
+
+    def collect(self):
+        zero = slots = 0
+        for f in Path(os.environ[DIR_ENV]).glob("*.json"):
+            counts = json.loads(f.read_text())
+            zero, slots = zero + counts["zero_slots"], slots + counts["slots"]
+        ratio = metrics.zero_ratio(zero, slots)
+        values = {metrics.ZERO_SLOTS: zero, metrics.SLOTS: slots, metrics.ZERO_RATIO: ratio,
+                  metrics.ACTIVATED: metrics.activated_params_per_token(self.config, ratio)}
+        for name, value in values.items():
+            family = CounterMetricFamily if name in (metrics.ZERO_SLOTS, metrics.SLOTS) else GaugeMetricFamily
+            metric = family(name, metrics.HELP[name], labels=["model_name"])
+            metric.add_metric([self.model_name], value)
+            yield metric
+
+
+class LongcatStatLogger(StatLoggerBase):
+    """API-server side: adds the LongCat collector to the registry vLLM's /metrics serves."""
+    _registered = False
+
+    def __init__(self, vllm_config, engine_index: int = 0):
+        hf_config = vllm_config.model_config.hf_config
+        if LongcatStatLogger._registered or DIR_ENV not in os.environ or not _is_longcat(hf_config):
+            return
+        REGISTRY.register(_Collector(LongcatConfig.from_hf(hf_config), vllm_config.model_config.served_model_name))
+        LongcatStatLogger._registered = True
+
+    def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx: int = 0):
+        pass
+
+    def log_engine_initialized(self):
+        pass
+
+
+def _is_longcat(hf_config) -> bool:
+    from longcat_common.config import ARCHITECTURES
+    return bool(set(getattr(hf_config, "architectures", None) or []) & set(ARCHITECTURES))
