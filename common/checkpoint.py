@@ -24,6 +24,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
+
 from .config import LongcatConfig
 
 MTP_PREFIX = "model.mtp."
@@ -190,9 +192,29 @@ class CheckpointChecker:
             if tuple(tensor.shape) != tuple(shape):
                 raise ValueError(f"{self.what}: tensor '{name}' has shape {tuple(tensor.shape)}, "
                                  f"the config expects {tuple(shape)}")
+            bad = non_finite(tensor)
+            if bad:
+                raise ValueError(f"{self.what}: tensor '{name}' holds {bad}")
             self.seen.add(name)
             yield name, tensor
         missing = sorted(n for n in set(self.expected) - self.seen - self.optional if not self.may_be_absent(n))
         if missing:
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             raise ValueError(f"{self.what}: missing tensors {missing[:5]}{more}")
+
+
+def non_finite(tensor: torch.Tensor) -> str | None:
+    """None when every value is finite (meta tensors: unknown, None), else how many NaN / Inf values.
+
+    One read of the tensor while all is well: ``torch.aminmax`` (NaN and +-Inf surface in the min or max),
+    for e4m3 FP8 (NaN = all exponent and mantissa bits set; no Inf) one mask and max over the bytes.
+    """
+    if tensor.device.type == "meta" or not tensor.is_floating_point() or tensor.numel() == 0:
+        return None
+    if tensor.dtype == torch.float8_e4m3fn:
+        low_bits = tensor.view(torch.uint8).bitwise_and(0x7F)
+        return None if int(low_bits.max()) < 0x7F else f"{int((low_bits == 0x7F).sum())} NaN values"
+    low, high = torch.aminmax(tensor)
+    if bool(torch.isfinite(low) & torch.isfinite(high)):
+        return None
+    return f"{int(tensor.isnan().sum())} NaN and {int(tensor.isinf().sum())} Inf values"

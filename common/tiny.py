@@ -1,6 +1,6 @@
 """Random LongCat-Flash checkpoints in the exact Hub layout, for tests and benchmarks.
 
-    python -m longcat_common.tiny OUT_DIR [--fp8] [--preset tiny|bench|draft] [--seed N]
+    python -m longcat_common.tiny OUT_DIR [--fp8] [--preset tiny|bench|draft|odd] [--seed N]
                                   [--flavour chat|thinking|2601 [--scripted]]
 
 Writes config.json (no model_type, like the Hub's), generation_config.json, sharded safetensors
@@ -54,6 +54,10 @@ PRESETS = {
     "draft": dict(hidden_size=288, num_layers=2, num_attention_heads=6, q_lora_rank=96, kv_lora_rank=512,
                   qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, ffn_hidden_size=416,
                   expert_ffn_hidden_size=96, n_routed_experts=12, zero_expert_num=4, moe_topk=3),
+    # sizes the engines pad or cannot split: 5 heads, FFN 416, expert FFN 96, vocab 1061 (off the 64 grid)
+    "odd": dict(vocab_size=1061, hidden_size=288, num_layers=2, num_attention_heads=5, q_lora_rank=96,
+                kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, ffn_hidden_size=416,
+                expert_ffn_hidden_size=96, n_routed_experts=12, zero_expert_num=4, moe_topk=3),
 }
 WEIGHT_RECIPES = {"draft": good_draft_weights}  # preset -> rewrite of the random weights
 FP8_QUANTIZATION_CONFIG = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",

@@ -4,6 +4,7 @@ Replaces SGLang's built-in ``LongcatFlashForCausalLM`` (registered by plugin.py)
 common/checkpoint.py, so one mapping table serves this adapter and the vLLM one.
 """
 
+import dataclasses
 import logging
 from typing import Iterable
 
@@ -35,17 +36,40 @@ logger = logging.getLogger(__name__)
 ACTIVE_MESSAGE = "LongcatFlashForCausalLM served by longcat_sglang"
 
 
+# LongcatConfig field -> SGLang's config attribute. With --device cpu SGLang pads these where they do not
+# split over the TP ranks (or, for a block-FP8 checkpoint, where they are not multiples of the block):
+# configs/update_config.py, adjust_config_with_unaligned_cpu_tp, which keeps the checkpoint's value as original_*.
+SGLANG_PADDED = {"num_attention_heads": "num_attention_heads", "ffn_hidden_size": "intermediate_size",
+                 "expert_ffn_hidden_size": "moe_intermediate_size"}
+
+
 def longcat_config(hf_config) -> LongcatConfig:
-    """SGLang's LongcatFlashConfig -> the validated common view (SGLang says num_hidden_layers for num_layers)."""
+    """SGLang's LongcatFlashConfig -> the validated view of the checkpoint's own config (its sizes, before
+    SGLang's padding; SGLang says num_hidden_layers for num_layers). The checkpoint is checked against it."""
     raw = hf_config.to_dict()
     raw.setdefault("num_layers", hf_config.num_hidden_layers)
-    # With --device cpu and TP > 1, SGLang pads head counts and intermediate sizes that do not split evenly
-    # (configs/update_config.py: adjust_config_with_unaligned_cpu_tp) and keeps the checkpoint's values as
-    # original_*; the model is built with the checkpoint's sizes (which split over TP, unaligned, on the CPU).
-    for name in ("num_attention_heads", "intermediate_size", "moe_intermediate_size"):
-        if raw.get(f"original_{name}") is not None:
-            raw[name] = raw[f"original_{name}"]
+    for name, sglang_name in SGLANG_PADDED.items():
+        if raw.get(f"original_{sglang_name}") is not None:
+            raw[name] = raw[f"original_{sglang_name}"]
     return LongcatConfig.from_dict(raw)
+
+
+def layer_config(hf_config, checkpoint: LongcatConfig) -> LongcatConfig:
+    """The sizes the layers are built with: SGLang's padded ones, as its built-in models use them.
+
+    The checkpoint's tensors are zero-padded to them at load (loading.zero_padded; SGLang's own CPU loaders
+    pad only with SGLANG_USE_CPU_ENGINE=1, and its ColumnParallelLinear not at all), so padding adds nothing
+    to any output: a padded FFN unit has zero gate, up and down weights, a padded head zero q_b_proj and
+    kv_b_proj rows (its absorbed output is 0) and zero o_proj columns.
+    """
+    return dataclasses.replace(checkpoint, **{name: getattr(hf_config, sglang_name)
+                                              for name, sglang_name in SGLANG_PADDED.items()})
+
+
+def padding_note(checkpoint: LongcatConfig, layers: LongcatConfig) -> str:
+    padded = [f"{name} {getattr(checkpoint, name)}->{getattr(layers, name)}" for name in SGLANG_PADDED
+              if getattr(checkpoint, name) != getattr(layers, name)]
+    return f", padded by SGLang: {', '.join(padded)}" if padded else ""
 
 
 def on_cuda_device() -> bool:
@@ -162,15 +186,17 @@ class LongcatFlashForCausalLM(nn.Module):
             check_fused_qkv_a_blocks(self.lc)
         check_attention_backends(*attention_backends())
         self.quant_config = quant_config
-        self.model = LongcatFlashModel(self.lc, quant_config, on_cuda, prefix=add_prefix("model", prefix))
+        self.layer_sizes = layers = layer_config(config, self.lc)
+        self.model = LongcatFlashModel(layers, quant_config, on_cuda, prefix=add_prefix("model", prefix))
         self.lm_head = ParallelLMHead(self.lc.vocab_size, self.lc.hidden_size, quant_config=quant_config,
                                       prefix=add_prefix("lm_head", prefix))
         self.logits_processor = LogitsProcessor(config)
         yarn = self.lc.rope_scaling
-        logger.info("longcat-flash-plugins %s: %s (rope %s, device %s, tp %d, moe ep %d, fp8 %s)", __version__,
+        logger.info("longcat-flash-plugins %s: %s (rope %s, device %s, tp %d, moe ep %d, fp8 %s%s)", __version__,
                     ACTIVE_MESSAGE, f"yarn x{yarn['factor']:g}" if yarn else "plain", get_device().device,
                     get_parallel().tp_size, get_parallel().moe_ep_size,
-                    "dequantised to bf16" if self.dequantize_fp8 else bool(self.lc.fp8_block_size()))
+                    "dequantised to bf16" if self.dequantize_fp8 else bool(self.lc.fp8_block_size()),
+                    padding_note(self.lc, layers))
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens
@@ -182,7 +208,8 @@ class LongcatFlashForCausalLM(nn.Module):
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]):
         params = dict(self.named_parameters())
-        for target, tensor in fuse_qkv_a(self.lc, checkpoint_targets(self.lc, weights, self.dequantize_fp8)):
+        targets = checkpoint_targets(self.lc, weights, self.dequantize_fp8, padded=self.layer_sizes)
+        for target, tensor in fuse_qkv_a(self.lc, targets):
             load_target(params, target, tensor)
         dtype = self.model.embed_tokens.weight.dtype
         for layer in self.model.layers:

@@ -25,7 +25,8 @@ from longcat_common import __version__
 from longcat_common.loading import checkpoint_targets, fuse_qkv_a
 from longcat_common.mtp import MtpLayerSteps, mtp_layer_forward, require_mtp_layer
 from longcat_sglang.attention import LongcatMLA
-from longcat_sglang.model import LongcatDenseMLP, fused_add_norm, load_target, longcat_config, on_cuda_device
+from longcat_sglang.model import (LongcatDenseMLP, fused_add_norm, layer_config, load_target, longcat_config,
+                                  on_cuda_device, padding_note)
 from sglang.srt.layers.dp_attention import is_dp_attention_enabled
 from sglang.srt.layers.layernorm import RMSNorm
 from sglang.srt.layers.linear import ReplicatedLinear
@@ -103,13 +104,15 @@ class LongcatFlashForCausalLMNextN(nn.Module):
         if self.dequantize_fp8 or "mtp" in self.lc.disable_quant_module:
             quant_config = None
         self.quant_config = quant_config
-        self.model = LongcatMtpModel(self.lc, quant_config, on_cuda, prefix=add_prefix("model", prefix))
+        self.layer_sizes = layers = layer_config(config, self.lc)
+        self.model = LongcatMtpModel(layers, quant_config, on_cuda, prefix=add_prefix("model", prefix))
         self.lm_head = ParallelLMHead(self.lc.vocab_size, self.lc.hidden_size, quant_config=quant_config,
                                       prefix=add_prefix("lm_head", prefix))
         self.logits_processor = LogitsProcessor(config)
-        logger.info("longcat-flash-plugins %s: %s (device %s, tp %d, fp8 %s)", __version__, ACTIVE_MESSAGE,
+        logger.info("longcat-flash-plugins %s: %s (device %s, tp %d, fp8 %s%s)", __version__, ACTIVE_MESSAGE,
                     get_device().device, get_parallel().tp_size,
-                    "dequantised to bf16" if self.dequantize_fp8 else bool(self.lc.fp8_block_size()))
+                    "dequantised to bf16" if self.dequantize_fp8 else bool(self.lc.fp8_block_size()),
+                    padding_note(self.lc, layers))
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens
@@ -121,7 +124,7 @@ class LongcatFlashForCausalLMNextN(nn.Module):
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]):
         params = dict(self.named_parameters())
-        targets = checkpoint_targets(self.lc, weights, self.dequantize_fp8, mtp=True)
+        targets = checkpoint_targets(self.lc, weights, self.dequantize_fp8, mtp=True, padded=self.layer_sizes)
         for target, tensor in fuse_qkv_a(self.lc, targets):
             if target.param not in SHARED_WITH_TARGET:
                 load_target(params, target, tensor)

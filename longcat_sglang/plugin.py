@@ -6,6 +6,7 @@ from a plugin and then silently serves its built-in class, so a failure here is 
 
 import logging
 
+from longcat_common.checkpoint_files import check_checkpoint_dir, is_local_longcat
 from longcat_common.config import ARCHITECTURES
 
 DRAFT_ARCHITECTURE = "LongcatFlashForCausalLMNextN"  # the MTP layer, for --speculative-algorithm NEXTN
@@ -32,6 +33,15 @@ def _enable_ep_moe_compat(args, *rest, **kwargs):
     if flag_value(args, ("--ep", "--ep-size", "--expert-parallel-size")) is None:
         args += ["--ep-size", tp]
     return (args, *rest), kwargs
+
+
+def _check_checkpoint(args, *rest, **kwargs):
+    """Stops ``launch_server`` on a broken local LongCat checkpoint before it starts any process: config,
+    shard files and tensor names / shapes (longcat_common.checkpoint_files); values are checked at load."""
+    path = flag_value(args, ("--model-path", "--model"))
+    if is_local_longcat(path):
+        check_checkpoint_dir(path)
+    return None
 
 
 def _no_pynccl_on_gloo(init_group, group_ranks, local_rank, backend, *args, **kwargs):
@@ -62,6 +72,7 @@ def register() -> None:
     from longcat_sglang.request_guard import check_request
 
     HookRegistry.register("sglang.srt.server_args.prepare_server_args", _enable_ep_moe_compat, HookType.BEFORE)
+    HookRegistry.register("sglang.srt.server_args.prepare_server_args", _check_checkpoint, HookType.BEFORE)
     HookRegistry.register("sglang.srt.distributed.parallel_state.init_model_parallel_group", _no_pynccl_on_gloo,
                           HookType.AROUND)
     HookRegistry.register("sglang.srt.managers.tokenizer_manager.TokenizerManager._validate_one_request",

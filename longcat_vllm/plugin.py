@@ -60,12 +60,16 @@ def register_parsers_as_platform_plugin() -> None:
 
 def register() -> None:
     from vllm import ModelRegistry
+    from vllm.model_executor.models.config import MODELS_CONFIG_MAP
     from vllm.transformers_utils import config as vllm_hf_config
+
+    from longcat_vllm.startup_check import LongcatStartupCheck
 
     for architecture, cls in MODELS.items():
         ModelRegistry.register_model(architecture, cls)
     for arch in ARCHITECTURES:  # Hub configs carry no model_type: vLLM maps the architecture (2601's is unknown)
         vllm_hf_config._ARCHITECTURE_TO_MODEL_TYPE.setdefault(arch, "longcat_flash")
+        MODELS_CONFIG_MAP[arch] = LongcatStartupCheck  # checks the checkpoint before any worker starts
     logger.info("longcat-flash-plugins %s: %s registered for vLLM", __version__, ", ".join(MODELS))
     register_parsers()
     ensure_metrics_dir()

@@ -92,11 +92,12 @@ def test_overrides_touch_config_json_only(tmp_path, tiny_ckpt):
     assert tensors.keys() == original.keys() and all(torch.equal(tensors[n], original[n]) for n in tensors)
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("preset", sorted(set(PRESETS) - {"odd"}))
 def test_presets_fit_the_engines(preset):
     """Valid, CPU-MLA-compatible latent, hidden a multiple of 256 (the zero-expert kernel), TP/EP=2 splits.
 
-    The draft preset is off the 256 grid on purpose (awkward sizes); our CPU paths serve it (tests/vllm)."""
+    The draft preset is off the 256 grid on purpose (awkward sizes); our CPU paths serve it (tests/vllm).
+    The odd preset does not split over TP=2 on purpose (tests/sglang/test_padded_sizes.py)."""
     config = LongcatConfig.from_dict(hub_config(preset, vocab_size=1024))
     assert config.kv_lora_rank + config.qk_rope_head_dim == MLA_CPU_LATENT
     assert config.hidden_size % 256 == 0 or preset == "draft"

@@ -1,20 +1,54 @@
-"""Broken checkpoints stop the SGLang server at load with the plugin's one clear message.
+"""Broken checkpoints stop the SGLang server with the plugin's one clear message.
 
-Each case starts a real server on a broken copy of the tiny checkpoint (tests/bad_checkpoints.py) and
-expects it to exit by itself, its output naming the problem.
+Problems that need no tensor values stop ``launch_server`` before it starts any process (plugin.py's
+``prepare_server_args`` hook): one of them runs as a whole server start, the others share one process that
+runs the hooked ``prepare_server_args`` for each (server_args_run.py). A NaN / Inf weight stops the
+scheduler while it loads. Heads that do not divide the TP size are no error on the CPU: SGLang pads them
+(test_padded_sizes.py).
 """
+
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from tests.bad_checkpoints import BAD_CHECKPOINTS
+from tests.bad_checkpoints import AT_LOAD, BAD_CHECKPOINTS, STARTED
 from tests.sglang.server import launch_expecting_failure
 
+ROOT = Path(__file__).parents[2]
+STARTUP = [kind for kind in BAD_CHECKPOINTS if kind not in AT_LOAD + STARTED]
 
-@pytest.mark.parametrize("kind", list(BAD_CHECKPOINTS))
-def test_bad_checkpoint_fails_at_load_with_clear_message(kind, tiny_ckpt, tmp_path):
-    bad, message = BAD_CHECKPOINTS[kind](tiny_ckpt, tmp_path / "ckpt")
+
+@pytest.fixture(scope="module")
+def startup_errors(request, tmp_path_factory):
+    """{case: the error text} for every start-up case, from one server_args_run.py process."""
+    directory = tmp_path_factory.mktemp("sglang-startup")
+    spec, messages = {}, {}
+    for kind in STARTUP:
+        source, write = BAD_CHECKPOINTS[kind]
+        path, messages[kind] = write(request.getfixturevalue(source), directory / kind)
+        spec[kind] = str(path)
+    (directory / "spec.json").write_text(json.dumps(spec))
+    proc = subprocess.run([sys.executable, "-m", "tests.sglang.server_args_run", str(directory / "spec.json"),
+                           str(directory / "out.json")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((directory / "out.json").read_text()), messages
+
+
+@pytest.mark.parametrize("kind", STARTUP)
+def test_refused_at_start_with_one_clear_line(kind, startup_errors):
+    errors, messages = startup_errors
+    assert errors[kind] is not None and "\n" not in errors[kind], errors[kind]
+    assert errors[kind].startswith("ValueError: ") and messages[kind] in errors[kind], errors[kind]
+
+
+@pytest.mark.parametrize("kind", STARTED + AT_LOAD)
+def test_server_exits_with_one_clear_line(kind, request, tmp_path):
+    source, write = BAD_CHECKPOINTS[kind]
+    bad, message = write(request.getfixturevalue(source), tmp_path / "ckpt")
     code, log = launch_expecting_failure(bad, tmp_path / "server.log")
     assert code is not None, f"the server came up on a broken checkpoint:\n{log[-3000:]}"
-    assert message in log, log[-3000:]
     errors = [line for line in log.splitlines() if line.startswith("ValueError: ")]
-    assert errors and all(message in line for line in errors), errors
+    assert errors and all(message in line for line in errors), log[-3000:]

@@ -4,15 +4,9 @@ draft's FP8 weights are dequantised at load, and its logits stay within bf16 noi
 import pytest
 import torch
 
-from longcat_common.tiny import write_checkpoint
 from tests.common import reference_forward as ref
 from tests.sglang.mtp_checks import DRAFT_ACTIVE, capturing_server, nextn_args, served_draft_rows
 from tests.sglang.parity import Gap, reference_and_tolerance
-
-
-@pytest.fixture(scope="module")
-def draft_fp8_ckpt(tmp_path_factory):
-    return write_checkpoint(tmp_path_factory.mktemp("draft_fp8"), preset="draft", fp8=True, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +20,7 @@ def test_fp8_draft_in_bf16_within_bf16_noise(server, draft_fp8_ckpt, prompt_ids)
     """The log-prob each draft row gives the token it should predict, against the fp32 reference on the
     dequantised weights, within twice transformers' own bf16-vs-fp32 gap on the target model
     (tests/sglang/parity.py)."""
-    assert f"{DRAFT_ACTIVE} (device cpu, tp 1, fp8 dequantised to bf16)" in server.log()
+    assert f"{DRAFT_ACTIVE} (device cpu, tp 1, fp8 dequantised to bf16" in server.log()
     cfg, w = ref.load_checkpoint(draft_fp8_ckpt)
     served, want, targets = served_draft_rows(server, cfg, w, prompt_ids[3:5])
     rows = torch.arange(len(targets))

@@ -1,0 +1,35 @@
+"""Checks that run in vLLM's front process when it builds its config, before any engine core or worker.
+
+Registered for our architectures in vLLM's ``MODELS_CONFIG_MAP`` (plugin.py), whose hooks vLLM calls from
+``VllmConfig.__post_init__``. A broken local checkpoint (longcat_common.checkpoint_files) and sizes vLLM
+cannot split stop the start there with one line, instead of in every worker after start-up.
+"""
+
+from longcat_common.checkpoint_files import check_checkpoint_dir, is_local_longcat
+from longcat_common.config import LongcatConfig
+from vllm.model_executor.layers.vocab_parallel_embedding import DEFAULT_VOCAB_PADDING_SIZE, pad_vocab_size
+from vllm.model_executor.models.config import VerifyAndUpdateConfig
+
+
+def check_tp_split(config: LongcatConfig, tp: int, expert_parallel: bool) -> None:
+    """vLLM pads nothing but the vocabulary (to a multiple of 64) and splits with an exact division
+    (``divide`` asserts), so every TP-split size must divide."""
+    sizes = {"num_attention_heads": config.num_attention_heads, "ffn_hidden_size": config.ffn_hidden_size,
+             "vocab_size (padded to a multiple of 64)": pad_vocab_size(config.vocab_size, DEFAULT_VOCAB_PADDING_SIZE)}
+    if not expert_parallel:  # with EP every expert stays whole on its rank
+        sizes["expert_ffn_hidden_size"] = config.expert_ffn_hidden_size
+    for name, size in sizes.items():
+        if size % tp:
+            raise ValueError(f"LongCat-Flash: {name} {size} does not split over tensor parallel size {tp} "
+                             "(vLLM does not pad it); use a tensor parallel size that divides it")
+
+
+class LongcatStartupCheck(VerifyAndUpdateConfig):
+    @staticmethod
+    def verify_and_update_config(vllm_config) -> None:
+        model_config, parallel = vllm_config.model_config, vllm_config.parallel_config
+        if is_local_longcat(model_config.model):
+            config = check_checkpoint_dir(model_config.model)
+        else:
+            config = LongcatConfig.from_hf(model_config.hf_config)
+        check_tp_split(config, parallel.tensor_parallel_size, parallel.enable_expert_parallel)
