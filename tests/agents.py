@@ -15,6 +15,9 @@ MESSAGES = [{"role": "system", "content": "Be brief."},
 TOOL_PARSER = {"chat": "longcat", "thinking": "longcat", "2601": "longcat_xml"}
 # one server per flavour and engine: both call formats (JSON: Thinking, XML: 2601) in both engines
 FLAVOURS_SERVED = {"vllm": ["thinking", "2601"], "sglang": ["2601", "thinking"]}
+# the server whose checkpoint's routers are made to favour zero experts for the metrics test (the
+# reference forward has no YaRN, which 2601's config turns on)
+METRICS_FLAVOUR = "thinking"
 RESULTS = {"get_weather": {"forecast": ["sun", "rain", "sun"]}, "get_time": "12:00"}
 
 

@@ -1,10 +1,16 @@
 """Shared by both engines' metrics tests: scrape /metrics, and the reference's zero-slot count for the
 tokens a server forwarded (docs/metrics.md)."""
 
+import json
+import shutil
 import time
 import urllib.request
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
 
 from longcat_common import metrics
+from longcat_common.config import LongcatConfig
 from tests.common import reference_forward
 
 
@@ -37,10 +43,11 @@ def reference_counts(ckpt, sequences: list[list[int]]) -> tuple[int, int]:
 METRIC_PROMPTS = ["Routing check one", "A second routing check", "Third"]
 
 
-def served_vs_reference(base_url: str, model_name: str, ckpt, generate) -> tuple[tuple[int, int], tuple[int, int]]:
+def served_vs_reference(base_url: str, model_name: str, ckpt, generate
+                        ) -> tuple[tuple[int, int], tuple[int, int], list[list[int]]]:
     """Serve METRIC_PROMPTS through ``generate(prompt) -> (prompt ids, generated ids)``; return the
-    /metrics counter deltas and the reference's counts for the tokens forwarded (the prompt and every
-    generated token but the last, which is sampled and never fed back)."""
+    /metrics counter deltas, the reference's counts for the tokens forwarded (the prompt and every
+    generated token but the last, which is sampled and never fed back) and those tokens."""
     before = counts(scrape(base_url, model_name))
     forwarded = []
     for prompt in METRIC_PROMPTS:
@@ -52,5 +59,39 @@ def served_vs_reference(base_url: str, model_name: str, ckpt, generate) -> tuple
         after = counts(scrape(base_url, model_name))
         delta = (after[0] - before[0], after[1] - before[1])
         if delta[1] >= expected[1] or time.monotonic() > deadline:
-            return delta, expected
+            return delta, expected, forwarded
         time.sleep(0.5)
+
+
+ROUTER_BIAS_SUFFIX = "mlp.router.e_score_correction_bias"
+
+
+ZERO_BIAS_RAISE = 1.0  # in units of 1 / (expert count), a mean routing probability
+
+
+def favour_zero_experts(ckpt) -> Path:
+    """Raises every router's zero-expert bias entries of ``ckpt`` in place, so that its layers route
+    more slots to zero experts; returns an untouched copy made first (the scripted agent checkpoints'
+    greedy text does not depend on the layers, so their other tests are unaffected)."""
+    ckpt = Path(ckpt)
+    unbiased = shutil.copytree(ckpt, ckpt.with_name(ckpt.name + "-unbiased"))
+    config = LongcatConfig.from_dict(json.loads((ckpt / "config.json").read_text()))
+    for shard in sorted(ckpt.glob("*.safetensors")):
+        tensors = load_file(shard)
+        for name, t in tensors.items():
+            if name.endswith(ROUTER_BIAS_SUFFIX):
+                t[config.n_routed_experts:] += ZERO_BIAS_RAISE / config.num_experts_total
+        save_file(tensors, shard, metadata={"format": "pt"})
+    return unbiased
+
+
+
+def check_share_follows_the_bias(base_url: str, model_name: str, ckpt, unbiased, generate) -> None:
+    """On a server of ``ckpt`` (``favour_zero_experts`` applied, ``unbiased`` its copy from before):
+    /metrics equals the reference for the tokens served, and the share is clearly above what the same
+    tokens route to zero experts without the raised bias."""
+    served, expected, forwarded = served_vs_reference(base_url, model_name, ckpt, generate)
+    assert served == expected, (served, expected)
+    before = metrics.zero_ratio(*reference_counts(unbiased, forwarded))
+    print(f"\nzero-slot share: {metrics.zero_ratio(*served):.3f} served, {before:.3f} without the raised bias")
+    assert metrics.zero_ratio(*served) > before + 0.1

@@ -48,14 +48,20 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def generate(self, input_ids: list[int], max_new_tokens: int = 1, logprob_start_len: int = 0) -> dict:
+    def generate(self, input_ids: list[int], max_new_tokens: int = 1, logprob_start_len: int = 0,
+                 ignore_eos: bool = False) -> dict:
         """Greedy ``/generate`` with the log-prob of the prompt tokens from ``logprob_start_len`` on
         (SGLang recomputes, rather than reads from its prefix cache, the tokens it must score)."""
         body = {"input_ids": input_ids, "return_logprob": True, "logprob_start_len": logprob_start_len,
-                "sampling_params": {"max_new_tokens": max_new_tokens, "temperature": 0.0}}
+                "sampling_params": {"max_new_tokens": max_new_tokens, "temperature": 0.0, "ignore_eos": ignore_eos}}
         r = requests.post(f"{self.url}/generate", json=body, timeout=300)
         r.raise_for_status()
         return r.json()
+
+    def new_ids(self, input_ids: list[int], max_new_tokens: int) -> list[int]:
+        """Greedy new token ids, EOS ignored, every prompt token computed (none from the prefix cache)."""
+        out = self.generate(input_ids, max_new_tokens, ignore_eos=True)["meta_info"]["output_token_logprobs"]
+        return [token for _lp, token, _text in out]
 
     def prompt_logprobs(self, input_ids: list[int]) -> list[float | None]:
         """Teacher-forced log-prob of every prompt token given its prefix (None at position 0)."""

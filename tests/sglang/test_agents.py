@@ -4,13 +4,13 @@ Flash-Thinking-2601's XML calls (``--tool-call-parser longcat_xml``, on 2601's L
 config) and Flash-Thinking's JSON calls (``--tool-call-parser longcat``); SGLang has no LongCat parser of
 its own."""
 
-
 import pytest
 from openai import OpenAI
+from transformers import PreTrainedTokenizerFast
 
 from longcat_common.tiny import write_checkpoint
 from longcat_sglang.parsers import IN_USE
-from tests import agents
+from tests import agents, metrics_check
 from tests.agents import (  # noqa: F401 (engine-independent tests, collected here with this module's server)
     test_streaming_equals_whole, test_tool_calls_and_reasoning, test_tool_choice_required_and_named,
     test_tool_results_rendered_back_through_the_template)
@@ -21,11 +21,12 @@ from tests.sglang.server import sglang_server
 def served(request, tmp_path_factory):
     flavour = request.param
     ckpt = write_checkpoint(tmp_path_factory.mktemp(f"agent-{flavour}"), flavour=flavour, scripted=True)
+    unbiased = metrics_check.favour_zero_experts(ckpt) if flavour == agents.METRICS_FLAVOUR else None
     log = tmp_path_factory.mktemp("sglang-agents") / "server.log"
     args = ["--served-model-name", agents.MODEL, "--tool-call-parser", agents.TOOL_PARSER[flavour],
-            "--reasoning-parser", "longcat"]
+            "--reasoning-parser", "longcat", "--enable-metrics", "--dtype", "float32"]
     with sglang_server(ckpt, log, args) as server:
-        yield flavour, OpenAI(base_url=server.url + "/v1", api_key="none"), server, ckpt
+        yield flavour, OpenAI(base_url=server.url + "/v1", api_key="none"), server, ckpt, unbiased
 
 
 def test_our_parsers_serve(served):
@@ -33,3 +34,17 @@ def test_our_parsers_serve(served):
     agents.ask(client)
     for parser in (f"tool parser {agents.TOOL_PARSER[flavour]}", "reasoning parser longcat"):
         assert IN_USE.format(parser) in server.log()
+
+
+def test_zero_expert_share_follows_the_router_bias(served):
+    """/metrics on a checkpoint whose routers were made to favour zero experts (metrics_check.favour_zero_experts;
+    the server runs in float32, so its routing equals the fp32 reference's)."""
+    if served[-1] is None:
+        pytest.skip(f"checked on the {agents.METRICS_FLAVOUR} server")
+    server, ckpt, unbiased = served[2:]
+    tok = PreTrainedTokenizerFast.from_pretrained(ckpt)
+
+    def generate(prompt):
+        ids = tok.encode(prompt)
+        return ids, server.new_ids(ids, 6)
+    metrics_check.check_share_follows_the_bias(server.url, agents.MODEL, ckpt, unbiased, generate)

@@ -14,7 +14,7 @@ from openai import OpenAI
 
 from longcat_common.tiny import write_checkpoint
 from longcat_vllm.plugin import PARSERS_REGISTERED
-from tests import agents
+from tests import agents, metrics_check
 from tests.agents import (  # noqa: F401 (engine-independent tests, collected here with this module's server)
     test_streaming_equals_whole, test_tool_calls_and_reasoning, test_tool_choice_required_and_named,
     test_tool_results_rendered_back_through_the_template)
@@ -27,14 +27,15 @@ AGENT_LOOP = Path(__file__).parents[2] / "examples" / "agent_loop.py"
 def served(request, tmp_path_factory):
     flavour = request.param
     ckpt = write_checkpoint(tmp_path_factory.mktemp(f"agent-{flavour}"), flavour=flavour, scripted=True)
+    unbiased = metrics_check.favour_zero_experts(ckpt) if flavour == agents.METRICS_FLAVOUR else None
     port, log = free_port(), tmp_path_factory.mktemp("vllm-agents") / "server.log"
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(ckpt), "--host", "127.0.0.1",
-           "--port", str(port), "--max-model-len", "2048", "--max-num-seqs", "4", "--kv-cache-memory-bytes",
+           "--port", str(port), "--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "4", "--kv-cache-memory-bytes",
            str(1 << 28), "--served-model-name", agents.MODEL, "--enable-auto-tool-choice",
            "--tool-call-parser", agents.TOOL_PARSER[flavour], "--reasoning-parser", "longcat",
            "--enforce-eager"]  # torch.compile would add ~2 min of start-up and nothing parsers need
     with running_server(cmd, port, log, env={"VLLM_CPU_OMP_THREADS_BIND": "0"}) as base:
-        yield flavour, OpenAI(base_url=base + "/v1", api_key="none"), log, ckpt, base
+        yield flavour, OpenAI(base_url=base + "/v1", api_key="none"), log, ckpt, base, unbiased
 
 
 def test_our_model_and_parsers_served(served):
@@ -47,3 +48,17 @@ def test_agent_loop_example(served):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'get_weather({"city": "Paris", "days": 3})' in out.stdout, out.stdout
+
+
+def test_zero_expert_share_follows_the_router_bias(served):
+    """/metrics on a checkpoint whose routers were made to favour zero experts (metrics_check.favour_zero_experts;
+    the server runs in float32, so its routing equals the fp32 reference's)."""
+    if served[-1] is None:
+        pytest.skip(f"checked on the {agents.METRICS_FLAVOUR} server")
+    client, ckpt, base, unbiased = served[1], *served[3:]
+
+    def generate(prompt):
+        r = client.completions.create(model=agents.MODEL, prompt=prompt, max_tokens=6, temperature=0,
+                                      extra_body={"return_token_ids": True, "ignore_eos": True})
+        return r.choices[0].prompt_token_ids, r.choices[0].token_ids
+    metrics_check.check_share_follows_the_bias(base, agents.MODEL, ckpt, unbiased, generate)
