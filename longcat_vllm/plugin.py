@@ -49,6 +49,7 @@ def register_parsers_as_platform_plugin() -> None:
 
 def register() -> None:
     from vllm import ModelRegistry
+    from vllm.renderers.registry import RENDERER_REGISTRY
     from vllm.transformers_utils import config as vllm_hf_config
 
     for architecture, cls in MODELS.items():
@@ -57,3 +58,7 @@ def register() -> None:
         vllm_hf_config._ARCHITECTURE_TO_MODEL_TYPE.setdefault(arch, "longcat_flash")
     logger.info("longcat-flash-plugins %s: %s registered for vLLM", __version__, ", ".join(MODELS))
     register_parsers()
+    # the renderer of the default tokenizer mode, checking roles for LongCat-Flash only (longcat_vllm/renderer.py);
+    # popped first as the parsers are: register() would warn that it overwrites vLLM's own
+    RENDERER_REGISTRY.renderers.pop("hf", None)
+    RENDERER_REGISTRY.register("hf", "longcat_vllm.renderer", "LongcatRenderer")
