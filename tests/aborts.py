@@ -14,12 +14,16 @@ import requests
 MODEL = "longcat-tiny"
 REQUESTS = 64
 CLOSE_AFTER = 2  # chunks read before an aborting client closes its connection
+DISTINCT = 8  # completed requests are 4 copies each of 8 (prompt, length) pairs: 8 one-at-a-time runs
 
 
 def plan(prompts: list[str]) -> list[tuple[str, int, bool]]:
-    """(prompt, max_tokens, abort) per request: prompts and lengths vary, every other request aborts."""
-    return [(f"{prompts[i % len(prompts)]} ({i})", (4, 8, 12, 16)[i % 4] + 8 * (i % 2), i % 2 == 1)
-            for i in range(REQUESTS)]
+    """(prompt, max_tokens, abort) per request: prompt and output lengths vary, every other request aborts."""
+    plan_ = []
+    for i in range(REQUESTS):
+        k = (i // 2) % DISTINCT
+        plan_.append((f"{prompts[k % len(prompts)]} ({k})", (4, 8, 12, 16)[k % 4] + 8 * (i % 2), i % 2 == 1))
+    return plan_
 
 
 def stream(base_url: str, prompt: str, max_tokens: int, abort: bool) -> str | None:
@@ -41,8 +45,8 @@ def stream(base_url: str, prompt: str, max_tokens: int, abort: bool) -> str | No
 
 
 def run(base_url: str, prompts: list[str], read_usage) -> tuple[list[str | None], list[str], object]:
-    """(every request's text run concurrently, None where it aborted; the completed ones sent one at a
-    time; the highest ``read_usage()`` seen while the concurrent requests ran)."""
+    """(every request's text run concurrently, None where it aborted; each completed one's text when
+    sent alone; the highest ``read_usage()`` seen while the concurrent requests ran)."""
     requests_ = plan(prompts)
     with ThreadPoolExecutor(REQUESTS + 1) as pool:
         futures = [pool.submit(stream, base_url, *r) for r in requests_]
@@ -51,8 +55,8 @@ def run(base_url: str, prompts: list[str], read_usage) -> tuple[list[str | None]
             peak = max(peak, read_usage())
             time.sleep(0.2)
         concurrent = [f.result() for f in futures]
-    one_by_one = [stream(base_url, p, n, False) for p, n, abort in requests_ if not abort]
-    return concurrent, one_by_one, peak
+    alone = {(p, n): stream(base_url, p, n, False) for p, n, abort in requests_ if not abort}
+    return concurrent, [alone[p, n] for p, n, abort in requests_ if not abort], peak
 
 
 def check(base_url: str, prompts: list[str], read_usage) -> None:

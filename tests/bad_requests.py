@@ -94,7 +94,7 @@ def send(base_url: str, case: BadRequest) -> requests.Response:
 
 
 def greedy_text(base_url: str, prompt: str) -> str:
-    r = requests.post(base_url + C, json=_completion(prompt=prompt, max_tokens=8), timeout=120)
+    r = requests.post(base_url + C, json=_completion(prompt=prompt), timeout=120)
     r.raise_for_status()
     return r.json()["choices"][0]["text"]
 
