@@ -11,6 +11,7 @@ Run: $(scripts/venv.sh vllm)/bin/python benchmarks/load.py vllm
 """
 
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -94,5 +95,6 @@ class _url:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # unwind: stop the server on timeout/kill
     with tempfile.TemporaryDirectory(prefix="longcat-load-") as tmp:
         run(sys.argv[1], Path(tmp))
