@@ -69,7 +69,7 @@ def register() -> None:
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
     from longcat_sglang import spec_cpu
-    from longcat_sglang.request_guard import check_request
+    from longcat_sglang.request_guard import check_chat_roles, check_model_name, check_n, check_request
 
     HookRegistry.register("sglang.srt.server_args.prepare_server_args", _enable_ep_moe_compat, HookType.BEFORE)
     HookRegistry.register("sglang.srt.server_args.prepare_server_args", _check_checkpoint, HookType.BEFORE)
@@ -77,6 +77,12 @@ def register() -> None:
                           HookType.AROUND)
     HookRegistry.register("sglang.srt.managers.tokenizer_manager.TokenizerManager._validate_one_request",
                           check_request, HookType.BEFORE)
+    HookRegistry.register("sglang.srt.entrypoints.openai.serving_chat.OpenAIServingChat._validate_request",
+                          check_chat_roles, HookType.AFTER)
+    HookRegistry.register("sglang.srt.managers.io_struct.GenerateReqInput._handle_parallel_sampling", check_n,
+                          HookType.BEFORE)
+    HookRegistry.register("sglang.srt.entrypoints.openai.serving_base.OpenAIServingBase.handle_request",
+                          check_model_name, HookType.AROUND)
     HookRegistry.register("sglang.srt.server_args.prepare_server_args",
                           spec_cpu.triton_interpreter_for_cpu_speculation, HookType.BEFORE)
     HookRegistry.register("sglang.srt.speculative.draft_utils.DraftBackendFactory.create_draft_extend_backend",

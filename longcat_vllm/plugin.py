@@ -61,6 +61,7 @@ def register_parsers_as_platform_plugin() -> None:
 def register() -> None:
     from vllm import ModelRegistry
     from vllm.model_executor.models.config import MODELS_CONFIG_MAP
+    from vllm.renderers.registry import RENDERER_REGISTRY
     from vllm.transformers_utils import config as vllm_hf_config
 
     from longcat_vllm.startup_check import LongcatStartupCheck
@@ -73,3 +74,7 @@ def register() -> None:
     logger.info("longcat-flash-plugins %s: %s registered for vLLM", __version__, ", ".join(MODELS))
     register_parsers()
     ensure_metrics_dir()
+    # the renderer of the default tokenizer mode, checking roles for LongCat-Flash only (longcat_vllm/renderer.py);
+    # popped first as the parsers are: register() would warn that it overwrites vLLM's own
+    RENDERER_REGISTRY.renderers.pop("hf", None)
+    RENDERER_REGISTRY.register("hf", "longcat_vllm.renderer", "LongcatRenderer")

