@@ -50,6 +50,14 @@ def reference_and_tolerance(ckpt, prompt_ids) -> tuple[list[list[float | None]],
     return fp32, tol
 
 
+def check_prompt_logprobs(server, ckpt, prompt_ids, label: str) -> None:
+    """The bf16 server's prompt log-probs are within the bf16 tolerance of the fp32 oracle's."""
+    fp32, tol = reference_and_tolerance(ckpt, prompt_ids)
+    gap = Gap.between([server.prompt_logprobs(ids) for ids in prompt_ids], fp32)
+    print(f"{label}, server bf16 vs oracle fp32 |d logprob|: {gap}")
+    assert gap.within(tol)
+
+
 def greedy_matches(server, model, prompt_ids, new_tokens: int) -> int:
     """Asserts the server's greedy continuations equal the oracle's up to its first unclear step;
     returns the number of decode steps compared."""

@@ -7,34 +7,18 @@ scheduler while it loads. Heads that do not divide the TP size are no error on t
 (test_padded_sizes.py).
 """
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from tests.bad_checkpoints import AT_LOAD, BAD_CHECKPOINTS, STARTED
 from tests.sglang.server import launch_expecting_failure
-
-ROOT = Path(__file__).parents[2]
-STARTUP = [kind for kind in BAD_CHECKPOINTS if kind not in AT_LOAD + STARTED]
+from tests.startup_errors import STARTUP
+from tests.startup_errors import startup_errors as errors_in_one_process
 
 
 @pytest.fixture(scope="module")
 def startup_errors(request, tmp_path_factory):
     """{case: the error text} for every start-up case, from one server_args_run.py process."""
-    directory = tmp_path_factory.mktemp("sglang-startup")
-    spec, messages = {}, {}
-    for kind in STARTUP:
-        source, write = BAD_CHECKPOINTS[kind]
-        path, messages[kind] = write(request.getfixturevalue(source), directory / kind)
-        spec[kind] = str(path)
-    (directory / "spec.json").write_text(json.dumps(spec))
-    proc = subprocess.run([sys.executable, "-m", "tests.sglang.server_args_run", str(directory / "spec.json"),
-                           str(directory / "out.json")], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads((directory / "out.json").read_text()), messages
+    return errors_in_one_process(request, tmp_path_factory.mktemp("sglang-startup"), "tests.sglang.server_args_run")
 
 
 @pytest.mark.parametrize("kind", STARTUP)

@@ -13,7 +13,7 @@ import json
 import pytest
 
 from tests import oracle
-from tests.sglang.parity import Gap, greedy_matches, reference_and_tolerance
+from tests.sglang.parity import check_prompt_logprobs, greedy_matches
 from tests.sglang.server import sglang_server
 
 
@@ -36,10 +36,7 @@ def test_fp8_weights_are_dequantised_at_load_into_padded_layers(server):
 
 
 def test_prompt_logprobs_match_oracle_on_dequantised_weights(server, draft_fp8_ckpt, prompt_ids):
-    fp32, tol = reference_and_tolerance(draft_fp8_ckpt, prompt_ids)
-    gap = Gap.between([server.prompt_logprobs(ids) for ids in prompt_ids], fp32)
-    print(f"FP8 checkpoint, server bf16 vs oracle fp32 |d logprob|: {gap}")
-    assert gap.within(tol)
+    check_prompt_logprobs(server, draft_fp8_ckpt, prompt_ids, "FP8 checkpoint")
 
 
 def test_greedy_matches_oracle_where_margin_is_clear(server, draft_fp8_ckpt, prompt_ids):

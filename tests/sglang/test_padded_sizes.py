@@ -15,7 +15,7 @@ import pytest
 from longcat_common.tiny import write_checkpoint
 from longcat_sglang.model import ACTIVE_MESSAGE
 from tests import oracle
-from tests.sglang.parity import Gap, greedy_matches, reference_and_tolerance
+from tests.sglang.parity import check_prompt_logprobs, greedy_matches
 from tests.sglang.server import sglang_server
 
 PADDING = "padded by SGLang: num_attention_heads 5->6, ffn_hidden_size 416->480"
@@ -38,10 +38,7 @@ def test_every_rank_serves_our_class_with_the_padded_sizes(server):
 
 
 def test_prompt_logprobs_match_oracle(server, odd_ckpt, prompt_ids):
-    fp32, tol = reference_and_tolerance(odd_ckpt, prompt_ids)
-    gap = Gap.between([server.prompt_logprobs(ids) for ids in prompt_ids], fp32)
-    print(f"odd preset, TP=3, server bf16 vs oracle fp32 |d logprob|: {gap}")
-    assert gap.within(tol)
+    check_prompt_logprobs(server, odd_ckpt, prompt_ids, "odd preset, TP=3")
 
 
 def test_greedy_matches_oracle_where_margin_is_clear(server, odd_ckpt, prompt_ids):

@@ -6,22 +6,19 @@ others share one process that builds vLLM's engine config for each (engine_confi
 weight stops the worker's load.
 """
 
-import json
-import subprocess
-import sys
-
 import pytest
 
 from tests.bad_checkpoints import AT_LOAD, BAD_CHECKPOINTS, BAD_MTP_CHECKPOINTS, STARTED
+from tests.startup_errors import STARTUP
+from tests.startup_errors import startup_errors as errors_in_one_process
 
-from .conftest import HERE, run_offline
+from .conftest import run_offline
 
 # vLLM pads nothing but the vocabulary: sizes that do not split over the TP ranks are refused at start.
 UNSPLITTABLE = {
     "heads": ("tiny_ckpt", "LongCat-Flash: num_attention_heads 4 does not split over tensor parallel size 3"),
     "ffn": ("draft_ckpt", "LongCat-Flash: ffn_hidden_size 416 does not split over tensor parallel size 3"),
 }
-STARTUP = [kind for kind in BAD_CHECKPOINTS if kind not in AT_LOAD + STARTED]
 
 
 def clear_error_lines(log: str) -> list[str]:
@@ -33,19 +30,9 @@ def clear_error_lines(log: str) -> list[str]:
 @pytest.fixture(scope="module")
 def startup_errors(request, tmp_path_factory):
     """{case: the error text} for every start-up case, from one engine_config_run.py process."""
-    directory = tmp_path_factory.mktemp("vllm-startup")
-    spec, messages = {}, {}
-    for kind in STARTUP:
-        source, write = BAD_CHECKPOINTS[kind]
-        path, messages[kind] = write(request.getfixturevalue(source), directory / kind)
-        spec[kind] = [str(path), 1]
-    for kind, (source, message) in UNSPLITTABLE.items():
-        spec[kind], messages[kind] = [str(request.getfixturevalue(source)), 3], message
-    (directory / "spec.json").write_text(json.dumps(spec))
-    proc = subprocess.run([sys.executable, str(HERE / "engine_config_run.py"), str(directory / "spec.json"),
-                           str(directory / "out.json")], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads((directory / "out.json").read_text()), messages
+    extra = {kind: (source, message, {"tp": 3}) for kind, (source, message) in UNSPLITTABLE.items()}
+    return errors_in_one_process(request, tmp_path_factory.mktemp("vllm-startup"), "tests.vllm.engine_config_run",
+                                 extra)
 
 
 @pytest.mark.parametrize("kind", STARTUP + list(UNSPLITTABLE))
