@@ -40,6 +40,21 @@ def reference_counts(ckpt, sequences: list[list[int]]) -> tuple[int, int]:
     return zero, slots
 
 
+FLUSH_INTERVAL = 0.5  # seconds between a worker's publications (longcat_common.metrics.start_flusher)
+
+
+def settled_counts(base_url: str, model_name: str) -> tuple[int, int]:
+    """The counters once earlier requests' last counts are published: equal over two flush intervals
+    (a shared server's previous test may have finished a moment ago)."""
+    last = counts(scrape(base_url, model_name))
+    while True:
+        time.sleep(2 * FLUSH_INTERVAL)
+        now = counts(scrape(base_url, model_name))
+        if now == last:
+            return now
+        last = now
+
+
 METRIC_PROMPTS = ["Routing check one", "A second routing check", "Third"]
 
 
@@ -48,7 +63,7 @@ def served_vs_reference(base_url: str, model_name: str, ckpt, generate
     """Serve METRIC_PROMPTS through ``generate(prompt) -> (prompt ids, generated ids)``; return the
     /metrics counter deltas, the reference's counts for the tokens forwarded (the prompt and every
     generated token but the last, which is sampled and never fed back) and those tokens."""
-    before = counts(scrape(base_url, model_name))
+    before = settled_counts(base_url, model_name)
     forwarded = []
     for prompt in METRIC_PROMPTS:
         prompt_ids, generated = generate(prompt)
@@ -60,7 +75,7 @@ def served_vs_reference(base_url: str, model_name: str, ckpt, generate
         delta = (after[0] - before[0], after[1] - before[1])
         if delta[1] >= expected[1] or time.monotonic() > deadline:
             return delta, expected, forwarded
-        time.sleep(0.5)
+        time.sleep(FLUSH_INTERVAL)
 
 
 ROUTER_BIAS_SUFFIX = "mlp.router.e_score_correction_bias"
