@@ -17,30 +17,26 @@ Run: $(scripts/venv.sh vllm)/bin/python benchmarks/decode_throughput.py [--eager
 """
 
 import argparse
-import multiprocessing
 import os
 import statistics
 import sys
 import tempfile
-import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
+from alternated import time_alternated
+from workload import NEW_TOKENS, PROMPT_LEN, prompts
+
 ROOT = Path(__file__).resolve().parents[1]
-PROMPT_LEN, NEW_TOKENS, BATCHES = 16, 64, (1, 16)
-
-
-def prompts(batch: int) -> list[list[int]]:
-    gen = torch.Generator().manual_seed(batch)
-    return [[1] + torch.randint(10, 900, (PROMPT_LEN - 1,), generator=gen).tolist() for _ in range(batch)]
+BATCHES = (1, 16)
 
 
 def vllm_runner(ckpt: str, eager: bool, builtin: bool):
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the patch below must reach the model's process
     if builtin:
         os.environ["VLLM_PLUGINS"] = "none"  # no longcat_flash plugin: vLLM's own class serves
-        sys.path.insert(0, str(ROOT / "benchmarks"))
         from builtin_on_cpu import patch_builtin_for_cpu
 
         patch_builtin_for_cpu()
@@ -72,15 +68,10 @@ def transformers_runner(ckpt: str):
     return run
 
 
-def worker(conn, name: str, ckpt: str, eager: bool) -> None:
-    """Builds one contender, then answers batch sizes with (seconds, greedy tokens) until None."""
+@contextmanager
+def build(name: str, ckpt: str, eager: bool):
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0-1")
-    run = transformers_runner(ckpt) if name == "transformers" else vllm_runner(ckpt, eager, name == "built-in")
-    conn.send("ready")
-    while (batch := conn.recv()) is not None:
-        start = time.perf_counter()
-        tokens = run(batch)
-        conn.send((time.perf_counter() - start, tokens))
+    yield transformers_runner(ckpt) if name == "transformers" else vllm_runner(ckpt, eager, name == "built-in")
 
 
 def main() -> None:
@@ -94,24 +85,7 @@ def main() -> None:
 
     load_before = os.getloadavg()[0]
     ckpt = str(write_checkpoint(Path(tempfile.mkdtemp(prefix="longcat-bench-")), preset="bench"))
-    ctx = multiprocessing.get_context("spawn")
-    conns = {}
-    for name in contenders:  # built one after another: start-up is not measured and must not overlap
-        conns[name], child = ctx.Pipe()
-        ctx.Process(target=worker, args=(child, name, ckpt, args.eager), daemon=True).start()
-        assert conns[name].recv() == "ready"
-    seconds = {(n, b): [] for n in contenders for b in BATCHES}
-    tokens = {}
-    for batch in BATCHES:
-        for round_ in range(args.repeats + 1):  # round 0 warms up
-            for name, conn in conns.items():
-                conn.send(batch)
-                took, tokens[name, batch] = conn.recv()
-                if round_:
-                    seconds[name, batch].append(took)
-    for conn in conns.values():
-        conn.send(None)
-
+    seconds, tokens = time_alternated(build, contenders, (ckpt, args.eager), BATCHES, args.repeats)
     rate = {key: int(key[1]) * NEW_TOKENS / statistics.median(runs) for key, runs in seconds.items()}
     print(f"\ndecode tokens/s, bench preset, bf16, {PROMPT_LEN}-token prompts, {NEW_TOKENS} new tokens, "
           f"vLLM {'eager' if args.eager else 'compiled'}, median of {args.repeats} alternated rounds, "

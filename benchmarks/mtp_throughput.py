@@ -17,11 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from decode_throughput import NEW_TOKENS, PROMPT_LEN, REPEATS, prompts  # noqa: E402
-from timing import median_seconds  # noqa: E402
+from timing import median_seconds
+from workload import NEW_TOKENS, PROMPT_LEN, prompts
 
-BATCHES = (1, 8)
+BATCHES, REPEATS = (1, 8), 3
 DRAFT_TOKENS = (0, 1, 2)  # 0: no MTP
 
 

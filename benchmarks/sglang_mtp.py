@@ -14,22 +14,16 @@ import tempfile
 from pathlib import Path
 
 import requests
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 from timing import median_seconds  # noqa: E402
+from workload import NEW_TOKENS, PROMPT_LEN, prompts  # noqa: E402
 
 from tests.sglang.server import sglang_server  # noqa: E402
 from tests.sglang.mtp_checks import nextn_args  # noqa: E402
 
-PROMPT_LEN, NEW_TOKENS, BATCHES, REPEATS = 16, 64, (1, 8), 3
-
-
-def prompts(batch: int) -> list[list[int]]:
-    gen = torch.Generator().manual_seed(batch)
-    return [[1] + torch.randint(10, 900, (PROMPT_LEN - 1,), generator=gen).tolist() for _ in range(batch)]
+BATCHES, REPEATS = (1, 8), 3
 
 
 def rates(ckpt: Path, log: Path, args: list[str]) -> tuple[dict[int, float], dict[int, float | None]]:
