@@ -169,34 +169,25 @@ class LongcatFlashModel(nn.Module):
         return hidden
 
 
-class LongcatFlashForCausalLM(nn.Module):
-    def __init__(self, config, quant_config=None, prefix: str = ""):
+class LongcatCausalLMBase(nn.Module):
+    """What SGLang's target model and the MTP draft share: the supported parallel layouts, the config
+    view, FP8 dequantisation off CUDA (no block-FP8 kernels there), an inner ``model`` with
+    ``embed_tokens``, then the (vocab-parallel) LM head and SGLang's logits processor."""
+
+    def __init__(self, config):
         super().__init__()
         if get_parallel().pp_size > 1 or is_dp_attention_enabled():
             raise ValueError("longcat-flash-plugins: pipeline parallelism and DP attention are not supported; "
                              "use --tp / --ep-size")
         self.config = config
         self.lc = longcat_config(config)
-        on_cuda = on_cuda_device()
-        # Off CUDA there are no block-FP8 kernels: FP8 checkpoints are dequantised to bf16 at load.
-        self.dequantize_fp8 = self.lc.fp8_block_size() is not None and not on_cuda
-        if self.dequantize_fp8:
-            quant_config = None
-        elif self.lc.fp8_block_size():
-            check_fused_qkv_a_blocks(self.lc)
-        check_attention_backends(*attention_backends())
-        self.quant_config = quant_config
-        self.layer_sizes = layers = layer_config(config, self.lc)
-        self.model = LongcatFlashModel(layers, quant_config, on_cuda, prefix=add_prefix("model", prefix))
+        self.on_cuda = on_cuda_device()
+        self.dequantize_fp8 = self.lc.fp8_block_size() is not None and not self.on_cuda
+
+    def build_head(self, config, quant_config, prefix: str) -> None:
         self.lm_head = ParallelLMHead(self.lc.vocab_size, self.lc.hidden_size, quant_config=quant_config,
                                       prefix=add_prefix("lm_head", prefix))
         self.logits_processor = LogitsProcessor(config)
-        yarn = self.lc.rope_scaling
-        logger.info("longcat-flash-plugins %s: %s (rope %s, device %s, tp %d, moe ep %d, fp8 %s%s)", __version__,
-                    ACTIVE_MESSAGE, f"yarn x{yarn['factor']:g}" if yarn else "plain", get_device().device,
-                    get_parallel().tp_size, get_parallel().moe_ep_size,
-                    "dequantised to bf16" if self.dequantize_fp8 else bool(self.lc.fp8_block_size()),
-                    padding_note(self.lc, layers))
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens
@@ -205,6 +196,29 @@ class LongcatFlashForCausalLM(nn.Module):
     def forward(self, input_ids, positions, forward_batch: ForwardBatch, input_embeds=None):
         hidden = self.model(input_ids, positions, forward_batch, input_embeds)
         return self.logits_processor(input_ids, hidden, self.lm_head, forward_batch)
+
+    def get_embed_and_head(self):
+        return self.model.embed_tokens.weight, self.lm_head.weight
+
+
+class LongcatFlashForCausalLM(LongcatCausalLMBase):
+    def __init__(self, config, quant_config=None, prefix: str = ""):
+        super().__init__(config)
+        if self.dequantize_fp8:
+            quant_config = None
+        elif self.lc.fp8_block_size():
+            check_fused_qkv_a_blocks(self.lc)
+        check_attention_backends(*attention_backends())
+        self.quant_config = quant_config
+        self.layer_sizes = layers = layer_config(config, self.lc)
+        self.model = LongcatFlashModel(layers, quant_config, self.on_cuda, prefix=add_prefix("model", prefix))
+        self.build_head(config, quant_config, prefix)
+        yarn = self.lc.rope_scaling
+        logger.info("longcat-flash-plugins %s: %s (rope %s, device %s, tp %d, moe ep %d, fp8 %s%s)", __version__,
+                    ACTIVE_MESSAGE, f"yarn x{yarn['factor']:g}" if yarn else "plain", get_device().device,
+                    get_parallel().tp_size, get_parallel().moe_ep_size,
+                    "dequantised to bf16" if self.dequantize_fp8 else bool(self.lc.fp8_block_size()),
+                    padding_note(self.lc, layers))
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]):
         params = dict(self.named_parameters())
@@ -215,9 +229,6 @@ class LongcatFlashForCausalLM(nn.Module):
         for layer in self.model.layers:
             for attn in layer.self_attn:
                 attn.absorb_kv_b(dtype)
-
-    def get_embed_and_head(self):
-        return self.model.embed_tokens.weight, self.lm_head.weight
 
     @classmethod
     def get_model_config_for_expert_location(cls, config):

@@ -25,13 +25,11 @@ from longcat_common import __version__
 from longcat_common.loading import checkpoint_targets, fuse_qkv_a
 from longcat_common.mtp import MtpLayerSteps, mtp_layer_forward, require_mtp_layer
 from longcat_sglang.attention import LongcatMLA
-from longcat_sglang.model import (LongcatDenseMLP, fused_add_norm, layer_config, load_target, longcat_config,
-                                  on_cuda_device, padding_note)
-from sglang.srt.layers.dp_attention import is_dp_attention_enabled
+from longcat_sglang.model import (LongcatCausalLMBase, LongcatDenseMLP, fused_add_norm, layer_config, load_target,
+                                  padding_note)
 from sglang.srt.layers.layernorm import RMSNorm
 from sglang.srt.layers.linear import ReplicatedLinear
-from sglang.srt.layers.logits_processor import LogitsProcessor
-from sglang.srt.layers.vocab_parallel_embedding import ParallelLMHead, VocabParallelEmbedding
+from sglang.srt.layers.vocab_parallel_embedding import VocabParallelEmbedding
 from sglang.srt.model_executor.forward_batch_info import ForwardBatch
 from sglang.srt.runtime_context import get_device, get_parallel
 from sglang.srt.utils import add_prefix
@@ -89,38 +87,20 @@ class LongcatMtpModel(nn.Module):
         return mtp_layer_forward(steps, embeds, forward_batch.spec_info.hidden_states)
 
 
-class LongcatFlashForCausalLMNextN(nn.Module):
+class LongcatFlashForCausalLMNextN(LongcatCausalLMBase):
     def __init__(self, config, quant_config=None, prefix: str = ""):
-        super().__init__()
-        if get_parallel().pp_size > 1 or is_dp_attention_enabled():
-            raise ValueError("longcat-flash-plugins: pipeline parallelism and DP attention are not supported; "
-                             "use --tp / --ep-size")
-        self.config = config
-        self.lc = longcat_config(config)
+        super().__init__(config)
         require_mtp_layer(self.lc)
-        on_cuda = on_cuda_device()
-        # As the main model: no block-FP8 kernels off CUDA, the checkpoint is dequantised to bf16 at load.
-        self.dequantize_fp8 = self.lc.fp8_block_size() is not None and not on_cuda
         if self.dequantize_fp8 or "mtp" in self.lc.disable_quant_module:
             quant_config = None
         self.quant_config = quant_config
         self.layer_sizes = layers = layer_config(config, self.lc)
-        self.model = LongcatMtpModel(layers, quant_config, on_cuda, prefix=add_prefix("model", prefix))
-        self.lm_head = ParallelLMHead(self.lc.vocab_size, self.lc.hidden_size, quant_config=quant_config,
-                                      prefix=add_prefix("lm_head", prefix))
-        self.logits_processor = LogitsProcessor(config)
+        self.model = LongcatMtpModel(layers, quant_config, self.on_cuda, prefix=add_prefix("model", prefix))
+        self.build_head(config, quant_config, prefix)
         logger.info("longcat-flash-plugins %s: %s (device %s, tp %d, fp8 %s%s)", __version__, ACTIVE_MESSAGE,
                     get_device().device, get_parallel().tp_size,
                     "dequantised to bf16" if self.dequantize_fp8 else bool(self.lc.fp8_block_size()),
                     padding_note(self.lc, layers))
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.embed_tokens
-
-    @torch.no_grad()
-    def forward(self, input_ids, positions, forward_batch: ForwardBatch, input_embeds=None):
-        hidden = self.model(input_ids, positions, forward_batch, input_embeds)
-        return self.logits_processor(input_ids, hidden, self.lm_head, forward_batch)
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]):
         params = dict(self.named_parameters())
@@ -129,9 +109,6 @@ class LongcatFlashForCausalLMNextN(nn.Module):
             if target.param not in SHARED_WITH_TARGET:
                 load_target(params, target, tensor)
         self.model.layers[0].self_attn.absorb_kv_b(self.lm_head.weight.dtype)
-
-    def get_embed_and_head(self):
-        return self.model.embed_tokens.weight, self.lm_head.weight
 
     def set_embed_and_head(self, embed: torch.Tensor, head: torch.Tensor) -> None:
         """The target's embedding and lm_head (same TP shards) in place of the draft's own."""
