@@ -6,6 +6,7 @@ add is a fixed-shape tensor op, so it is recorded into CUDA graphs and replayed 
 thread (``start_flusher``) reads the totals once per interval and hands them to the engine's sink.
 """
 
+import os
 import threading
 import time
 
@@ -25,6 +26,17 @@ HELP = {
 }
 
 
+SWITCH_ENV = "LONGCAT_METRICS"  # "0": no counting and no LongCat series on /metrics
+
+
+def counting_on() -> bool:
+    """Whether the servers count zero-expert slots (on unless ``LONGCAT_METRICS=0``)."""
+    value = os.environ.get(SWITCH_ENV, "1").strip().lower()
+    if value not in ("0", "1", "off", "on", "false", "true"):
+        raise ValueError(f"{SWITCH_ENV}={os.environ[SWITCH_ENV]!r}: use 1 (count, the default) or 0 (off)")
+    return value in ("1", "on", "true")
+
+
 class SlotCounter:
     """[zero slots, all slots] as one int64 tensor on the model's device, for every MoE layer of a rank.
 
@@ -36,14 +48,16 @@ class SlotCounter:
         self.enabled = torch.tensor(int(enabled), dtype=torch.int64, device=device)
 
     def add(self, topk_ids: torch.Tensor, is_padding: torch.Tensor | None = None) -> None:
-        """topk_ids [T, k] (zero slots < 0); is_padding [T] bool marks padded rows, which are not counted."""
+        """topk_ids [T, k] (zero slots < 0); is_padding [>= T] bool marks padded rows, which are not
+        counted. Four small ops (seven with a padding mask): each is a dispatch, or a kernel in a CUDA graph."""
+        tokens, k = topk_ids.shape
         zero = topk_ids < 0
-        if is_padding is None:
-            real = torch.full((), topk_ids.shape[0], dtype=torch.int64, device=topk_ids.device)
-        else:
-            zero = zero & ~is_padding[: topk_ids.shape[0], None]
-            real = (~is_padding[: topk_ids.shape[0]]).sum()
-        self.counts += torch.stack([zero.sum(), real * topk_ids.shape[1]]) * self.enabled
+        if is_padding is not None:
+            zero.masked_fill_(is_padding[:tokens, None], False)
+        self.counts[0].addcmul_(zero.sum(), self.enabled)
+        self.counts[1].add_(self.enabled, alpha=tokens * k)
+        if is_padding is not None:
+            self.counts[1].addcmul_(is_padding[:tokens].sum(), self.enabled, value=-k)
 
     def totals(self) -> tuple[int, int]:
         zero, slots = self.counts.tolist()

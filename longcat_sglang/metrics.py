@@ -25,7 +25,8 @@ def rank_counter(config: LongcatConfig) -> metrics.SlotCounter | None:
     from sglang.srt.distributed.parallel_state import get_tensor_model_parallel_rank
     from sglang.srt.runtime_context import get_observability
 
-    if not get_observability().enable_metrics or get_tensor_model_parallel_rank() != 0:
+    if (not get_observability().enable_metrics or not metrics.counting_on()
+            or get_tensor_model_parallel_rank() != 0):
         return None
     if _counter is None:
         _counter = metrics.SlotCounter(device=None)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
+from vllm.config import CUDAGraphMode
 from vllm.forward_context import get_forward_context, is_forward_context_available
 from vllm.v1.metrics.loggers import StatLoggerBase
 
@@ -36,7 +37,7 @@ def rank_counter() -> metrics.SlotCounter | None:
     global _counter
     from vllm.distributed import get_tensor_model_parallel_rank
 
-    if DIR_ENV not in os.environ or get_tensor_model_parallel_rank() != 0:
+    if DIR_ENV not in os.environ or not metrics.counting_on() or get_tensor_model_parallel_rank() != 0:
         return None
     if _counter is None:
         _counter = metrics.SlotCounter(device=None)  # vLLM builds the model under its target device
@@ -53,9 +54,19 @@ def _write(path: Path, zero: int, slots: int) -> None:
 
 def count_routing(counter: metrics.SlotCounter, topk_ids: torch.Tensor) -> None:
     """In our router, which runs inside the compiled graph on CPU (and in FusedMoE's op on CUDA): tensor
-    ops only, so compiled graphs and CUDA-graph replays count. Padded rows are masked with the runner's
-    persistent ``is_padding`` buffer (the one vLLM's own routers read)."""
-    counter.add(topk_ids, get_forward_context().is_padding if is_forward_context_available() else None)
+    ops only, so compiled graphs and CUDA-graph replays count."""
+    counter.add(topk_ids, padding_mask())
+
+
+def padding_mask() -> torch.Tensor | None:
+    """The runner's persistent ``is_padding`` buffer (the one vLLM's own routers read) where this forward
+    may be padded: vLLM pads only for a CUDA graph and to even out data-parallel ranks. Elsewhere (every
+    forward on the CPU backend) None, which saves the mask's three ops."""
+    if not is_forward_context_available():
+        return None
+    context = get_forward_context()
+    padded = context.cudagraph_runtime_mode != CUDAGraphMode.NONE or context.dp_metadata is not None
+    return context.is_padding if padded else None
 
 
 def mark_step(counter: metrics.SlotCounter) -> None:
@@ -90,7 +101,8 @@ class LongcatStatLogger(StatLoggerBase):
 
     def __init__(self, vllm_config, engine_index: int = 0):
         hf_config = vllm_config.model_config.hf_config
-        if LongcatStatLogger._registered or DIR_ENV not in os.environ or not _is_longcat(hf_config):
+        if (LongcatStatLogger._registered or DIR_ENV not in os.environ or not metrics.counting_on()
+                or not _is_longcat(hf_config)):
             return
         REGISTRY.register(_Collector(LongcatConfig.from_hf(hf_config), vllm_config.model_config.served_model_name))
         LongcatStatLogger._registered = True

@@ -33,10 +33,23 @@ def test_slot_counter_updates_inside_a_compiled_function():
     counter = metrics.SlotCounter(device="cpu")
 
     @torch.compile(backend="inductor", fullgraph=True)
-    def step(ids):
-        counter.add(ids)
+    def step(ids, is_padding=None):
+        counter.add(ids, is_padding)
         return ids + 1
 
     for t in (3, 5, 3):
         step(torch.full((t, 2), -1, dtype=torch.int32))
     assert counter.totals() == (22, 22)
+    step(torch.full((4, 2), -1, dtype=torch.int32), torch.tensor([False, True, False, True, True]))
+    assert counter.totals() == (26, 26)
+
+
+def test_counting_switch(monkeypatch):
+    monkeypatch.delenv(metrics.SWITCH_ENV, raising=False)
+    assert metrics.counting_on()
+    for value, on in (("0", False), ("off", False), ("1", True), ("True", True)):
+        monkeypatch.setenv(metrics.SWITCH_ENV, value)
+        assert metrics.counting_on() is on
+    monkeypatch.setenv(metrics.SWITCH_ENV, "no")
+    with pytest.raises(ValueError, match="LONGCAT_METRICS='no'"):
+        metrics.counting_on()
