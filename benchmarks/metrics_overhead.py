@@ -1,71 +1,142 @@
-"""What counting zero-expert slots (docs/metrics.md) adds to a decode step's MoE layer.
+"""End-to-end decode tokens/s with and without the zero-expert slot counting (docs/metrics.md).
 
-Bench preset MoE (hidden 1024, 64 real + 32 zero experts, top-8), bf16, decode batches of 1 and 8
-tokens, compiled with torch.compile (inductor) as vLLM does on CPU: router + zero-expert routing
-(+ ``SlotCounter.add`` in the "counting" column) in the compiled function, then vLLM's
-``cpu_fused_moe``. Both columns are timed in the same run, interleaved (alternating which goes first), on one thread, median of REPEATS rounds of
-ITERS steps. The MoE layer is where all the counting happens, so its ratio bounds the whole decode
-step's (attention and dense MLPs only add uncounted time).
+Two contenders of one engine, same checkpoint, each in its own process: "counting" (the default) and
+"off" (``LONGCAT_METRICS=0``: no counter is built, the MoE layers run without the count). Bench preset
+checkpoint (4 MoE layers, top-8 over 64 real + 32 zero experts), bf16, 16-token prompts, 64 new tokens
+(EOS ignored), greedy, batch 1 and 16, timed in alternated rounds (benchmarks/alternated.py).
+Printed, for counting / off: the ratio of their best round times (the least disturbed runs; this
+machine's speed drifts by tens of percent within minutes) and the median and range of the per-round
+time ratios (each round's two runs follow each other). Also timed, in place: each call of the
+per-layer counting ops (``SlotCounter.add``) where the model runs (benchmarks/count_timer.py), set
+against the counting contender's best decode step (best round time / new tokens) as
+MoE layers x time per call / step. Eager engines only (SGLang on CPU, vLLM with --eager); vLLM's
+compiled graph fuses the ops into its router, where they cost less and cannot be timed alone.
 
-Run: $(scripts/venv.sh vllm)/bin/python benchmarks/metrics_overhead.py
+  vllm: ``vllm.LLM`` in the contender's process (engine core in-process), 2 cores, compiled by default
+        (``--eager`` for enforce_eager); the counts come from the counter file the worker writes.
+  sglang: a ``sglang.launch_server`` per contender (CPU flags of the tests, one core, both with
+        ``--enable-metrics`` so SGLang's own metrics cost the same), batches sent as one /generate call;
+        the counts from its /metrics; the timer reaches its scheduler through benchmarks/inplace.
+Each contender prints what it counted when it stops: the counting one must show slots, the other none.
+
+Run: $(scripts/venv.sh vllm)/bin/python benchmarks/metrics_overhead.py vllm [--eager] [--repeats N]
+     $(scripts/venv.sh sglang)/bin/python benchmarks/metrics_overhead.py sglang [--repeats N]
 """
 
+import argparse
+import json
+import os
 import statistics
+import sys
+import tempfile
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
-import torch
-from vllm._custom_ops import cpu_fused_moe, cpu_prepack_moe_weight
+from alternated import time_alternated
+from count_timer import per_call_seconds
+from longcat_common.tiny import PRESETS, write_checkpoint
+from workload import NEW_TOKENS, PROMPT_LEN, prompts
 
-from longcat_common.metrics import SlotCounter
-from longcat_common.routing import route_with_zero_experts
-from longcat_common.tiny import PRESETS
+ROOT = Path(__file__).resolve().parents[1]
+BATCHES = (1, 16)
+FLUSH_INTERVAL = 0.5  # longcat_common.metrics.start_flusher
+CONTENDERS = ("counting", "off")
+LAYERS = PRESETS["bench"]["num_layers"]  # one MoE per LongCat layer
+TIMER_ENV = "LONGCAT_COUNT_TIMER_DIR"  # benchmarks/count_timer.py
 
-P = PRESETS["bench"]
-H, I, E, Z, K = (P["hidden_size"], P["expert_ffn_hidden_size"], P["n_routed_experts"], P["zero_expert_num"],
-                 P["moe_topk"])
-REPEATS, ITERS = 9, 100
+
+@contextmanager
+def vllm_contender(ckpt: str, eager: bool):
+    from decode_throughput import vllm_runner
+
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0-1")
+    if eager and TIMER_ENV in os.environ:
+        from count_timer import install
+
+        install(os.environ[TIMER_ENV])
+    yield vllm_runner(ckpt, eager, builtin=False)
+    from longcat_vllm.plugin import METRICS_DIR_ENV
+
+    time.sleep(2 * FLUSH_INTERVAL)  # the worker's (and the timer's) last publication
+    files = list(Path(os.environ[METRICS_DIR_ENV]).glob("*.json"))
+    print_counts([json.loads(f.read_text()) for f in files])
+
+
+@contextmanager
+def sglang_contender(ckpt: str, log: Path):
+    import requests
+
+    sys.path.insert(0, str(ROOT))
+    from tests.metrics_check import settled_counts
+    from tests.sglang.server import sglang_server
+
+    if TIMER_ENV in os.environ:  # the scheduler imports benchmarks/inplace/sitecustomize.py at start-up
+        here = Path(__file__).resolve().parent
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(here / "inplace"), str(here), os.environ.get("PYTHONPATH", "")])
+    with sglang_server(Path(ckpt), log, ["--dtype", "bfloat16", "--enable-metrics"]) as server:
+        def run(batch: int) -> list[str]:
+            body = {"input_ids": prompts(batch), "sampling_params": {
+                "max_new_tokens": NEW_TOKENS, "temperature": 0.0, "ignore_eos": True}}
+            r = requests.post(f"{server.url}/generate", json=body, timeout=1200)
+            r.raise_for_status()
+            return [out["text"] for out in r.json()]
+        yield run
+        zero, slots = settled_counts(server.url, str(ckpt))
+        print_counts([{"zero_slots": zero, "slots": slots}] if slots else [])
+
+
+def print_counts(published: list[dict]) -> None:
+    label = "off" if os.environ.get("LONGCAT_METRICS") == "0" else "counting"
+    if not published:
+        print(f"[{label}] no LongCat counts published", flush=True)
+        return
+    zero, slots = (sum(p[key] for p in published) for key in ("zero_slots", "slots"))
+    print(f"[{label}] counted {slots} routed slots, {zero} to zero experts", flush=True)
+
+
+@contextmanager
+def build(name: str, engine: str, ckpt: str, eager: bool, work: str):
+    os.environ["LONGCAT_METRICS"] = "1" if name == "counting" else "0"
+    if name == "counting":
+        os.environ[TIMER_ENV] = str(Path(work) / "timer")
+        os.makedirs(os.environ[TIMER_ENV])
+    contender = vllm_contender(ckpt, eager) if engine == "vllm" else sglang_contender(ckpt, Path(work) / f"{name}.log")
+    with contender as run:
+        yield run
 
 
 def main() -> None:
-    torch.manual_seed(0)
-    torch.set_num_threads(1)  # one core: less noise from other work on the machine
-    w13 = cpu_prepack_moe_weight((torch.randn(E, 2 * I, H) / H ** 0.5).bfloat16(), "vec")
-    w2 = cpu_prepack_moe_weight((torch.randn(E, H, I) / I ** 0.5).bfloat16(), "vec")
-    router = torch.randn(E + Z, H) / H ** 0.5
-    bias = torch.zeros(E + Z)
-    counter = SlotCounter(device="cpu")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("engine", choices=("vllm", "sglang"))
+    parser.add_argument("--eager", action="store_true", help="vLLM with enforce_eager (no torch.compile)")
+    parser.add_argument("--repeats", type=int, default=9, help="timed rounds (medians reported)")
+    args = parser.parse_args()
 
-    def route(x, count: bool):
-        r = route_with_zero_experts(x.float() @ router.T, bias, K, E, 1.0)
-        if count:
-            counter.add(r.topk_ids)
-        return r.topk_weights, r.topk_ids.clamp(min=0)
-
-    compiled = {count: torch.compile(lambda x, c=count: route(x, c), dynamic=False) for count in (False, True)}
-    print(f"MoE layer decode step, H={H}, {E} real + {Z} zero experts, top-{K}, bf16, torch.compile + "
-          f"cpu_fused_moe (median of {REPEATS} x {ITERS} steps, us/step)")
-    print(f"{'tokens':>6} | {'no count':>9} | {'counting':>9} | {'ratio':>6}")
-    for tokens in (1, 8):
-        x = torch.randn(tokens, H).bfloat16()
-        out = torch.empty_like(x)
-
-        def step(count):
-            weights, ids = compiled[count](x)
-            cpu_fused_moe(out, x, w13, w2, None, None, weights, ids, "silu", "vec")
-
-        def rounds(count):
-            start = time.perf_counter()
-            for _ in range(ITERS):
-                step(count)
-            return (time.perf_counter() - start) / ITERS * 1e6
-        rounds(False), rounds(True)  # compile and warm up
-        times = {False: [], True: []}
-        for r in range(REPEATS):
-            for count in ((False, True) if r % 2 else (True, False)):  # alternate which goes first
-                times[count].append(rounds(count))
-        base, counted = statistics.median(times[False]), statistics.median(times[True])
-        print(f"{tokens:>6} | {base:>9.1f} | {counted:>9.1f} | {counted / base:>5.3f}x")
-    print(f"slots counted: {counter.totals()}")
+    load_before = os.getloadavg()[0]
+    work = tempfile.mkdtemp(prefix="longcat-metrics-bench-")
+    ckpt = str(write_checkpoint(Path(work) / "ckpt", preset="bench"))
+    seconds, tokens = time_alternated(build, CONTENDERS, (args.engine, ckpt, args.eager, work), BATCHES,
+                                      args.repeats)
+    mode = "" if args.engine == "sglang" else (" eager" if args.eager else " compiled")
+    print(f"\n{args.engine}{mode}: decode tokens/s, bench preset, bf16, {PROMPT_LEN}-token prompts, "
+          f"{NEW_TOKENS} new tokens, {args.repeats} alternated rounds, load average {load_before:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after")
+    print(f"{'batch':>5} | {'best tok/s: off':>15} | {'counting':>8} | {'ratio':>6} | per-round time ratio: "
+          f"median (min - max) | same text")
+    for b in BATCHES:
+        off, on = seconds["off", b], seconds["counting", b]
+        ratios = [c / o for c, o in zip(on, off)]
+        print(f"{b:>5} | {b * NEW_TOKENS / min(off):>15.1f} | {b * NEW_TOKENS / min(on):>8.1f} | "
+              f"{min(on) / min(off):>6.4f} | {statistics.median(ratios):.4f} ({min(ratios):.3f} - {max(ratios):.3f})"
+              f"{'':>7} | {tokens['off', b] == tokens['counting', b]}")
+    per_call = per_call_seconds(str(Path(work) / "timer"))
+    if per_call is None:
+        print("counting ops not timed in place (compiled: fused into the router; run with --eager)")
+        return
+    print(f"counting ops in place: {per_call * 1e6:.1f} us per MoE layer and forward, x {LAYERS} layers = "
+          f"{LAYERS * per_call * 1e6:.1f} us per forward; share of the best decode step: " + ", ".join(
+              f"batch {b} {LAYERS * per_call / (min(seconds['counting', b]) / NEW_TOKENS):.2%}" for b in BATCHES))
 
 
 if __name__ == "__main__":
