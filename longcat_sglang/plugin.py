@@ -8,6 +8,7 @@ import logging
 
 from longcat_common.checkpoint_files import check_checkpoint_dir, is_local_longcat
 from longcat_common.config import ARCHITECTURES
+from longcat_common.metrics import counting_on
 
 DRAFT_ARCHITECTURE = "LongcatFlashForCausalLMNextN"  # the MTP layer, for --speculative-algorithm NEXTN
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def _check_checkpoint(args, *rest, **kwargs):
     shard files and tensor names / shapes (longcat_common.checkpoint_files); values are checked at load."""
     path = flag_value(args, ("--model-path", "--model"))
     if is_local_longcat(path):
+        counting_on()  # a bad LONGCAT_METRICS value stops here too, not later in the scheduler
         check_checkpoint_dir(path)
     return None
 

@@ -7,6 +7,7 @@ cannot split stop the start there with one line, instead of in every worker afte
 
 from longcat_common.checkpoint_files import check_checkpoint_dir, is_local_longcat
 from longcat_common.config import LongcatConfig
+from longcat_common.metrics import counting_on
 from vllm.model_executor.layers.vocab_parallel_embedding import DEFAULT_VOCAB_PADDING_SIZE, pad_vocab_size
 from vllm.model_executor.models.config import VerifyAndUpdateConfig
 
@@ -28,6 +29,7 @@ class LongcatStartupCheck(VerifyAndUpdateConfig):
     @staticmethod
     def verify_and_update_config(vllm_config) -> None:
         model_config, parallel = vllm_config.model_config, vllm_config.parallel_config
+        counting_on()  # a bad LONGCAT_METRICS value stops here, not later in a worker
         if is_local_longcat(model_config.model):
             config = check_checkpoint_dir(model_config.model)
         else:

@@ -8,6 +8,7 @@ environment and writes ``{case: "Type: message" or null}`` (``record_errors``).
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from tests.bad_checkpoints import AT_LOAD, BAD_CHECKPOINTS, STARTED
 
 ROOT = Path(__file__).parents[1]
 STARTUP = [kind for kind in BAD_CHECKPOINTS if kind not in AT_LOAD + STARTED]
+# not a checkpoint: a bad value of the metrics switch (longcat_common.metrics.counting_on), on a good one
+BAD_SWITCH = {"metrics_switch": ("tiny_ckpt", "LONGCAT_METRICS='maybe'", {"env": {"LONGCAT_METRICS": "maybe"}})}
 
 
 def startup_errors(request, directory: Path, runner: str, extra: dict | None = None, **args
@@ -37,13 +40,23 @@ def startup_errors(request, directory: Path, runner: str, extra: dict | None = N
 
 
 def record_errors(attempt) -> None:
-    """Runner side: ``attempt(**arguments)`` for each case of argv[1]'s spec; what each raised to argv[2]."""
+    """Runner side: ``attempt(**arguments)`` for each case of argv[1]'s spec (an ``env`` argument sets
+    environment variables for that case); what each raised to argv[2]."""
     spec_path, out_path = sys.argv[1:3]
     results = {}
     for name, arguments in json.loads(Path(spec_path).read_text()).items():
+        env = arguments.pop("env", {})  # environment variables of this case only
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
         try:
             attempt(**arguments)
             results[name] = None
         except Exception as e:  # noqa: BLE001 - every failure is reported to the test
             results[name] = f"{type(e).__name__}: {e}"
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    del os.environ[key]
+                else:
+                    os.environ[key] = value
     Path(out_path).write_text(json.dumps(results))

@@ -11,17 +11,18 @@ import pytest
 
 from tests.bad_checkpoints import AT_LOAD, BAD_CHECKPOINTS, STARTED
 from tests.sglang.server import launch_expecting_failure
-from tests.startup_errors import STARTUP
+from tests.startup_errors import BAD_SWITCH, STARTUP
 from tests.startup_errors import startup_errors as errors_in_one_process
 
 
 @pytest.fixture(scope="module")
 def startup_errors(request, tmp_path_factory):
     """{case: the error text} for every start-up case, from one server_args_run.py process."""
-    return errors_in_one_process(request, tmp_path_factory.mktemp("sglang-startup"), "tests.sglang.server_args_run")
+    return errors_in_one_process(request, tmp_path_factory.mktemp("sglang-startup"), "tests.sglang.server_args_run",
+                                 BAD_SWITCH)
 
 
-@pytest.mark.parametrize("kind", STARTUP)
+@pytest.mark.parametrize("kind", STARTUP + list(BAD_SWITCH))
 def test_refused_at_start_with_one_clear_line(kind, startup_errors):
     errors, messages = startup_errors
     assert errors[kind] is not None and "\n" not in errors[kind], errors[kind]

@@ -9,7 +9,7 @@ weight stops the worker's load.
 import pytest
 
 from tests.bad_checkpoints import AT_LOAD, BAD_CHECKPOINTS, BAD_MTP_CHECKPOINTS, STARTED
-from tests.startup_errors import STARTUP
+from tests.startup_errors import BAD_SWITCH, STARTUP
 from tests.startup_errors import startup_errors as errors_in_one_process
 
 from .conftest import run_offline
@@ -30,12 +30,12 @@ def clear_error_lines(log: str) -> list[str]:
 @pytest.fixture(scope="module")
 def startup_errors(request, tmp_path_factory):
     """{case: the error text} for every start-up case, from one engine_config_run.py process."""
-    extra = {kind: (source, message, {"tp": 3}) for kind, (source, message) in UNSPLITTABLE.items()}
+    extra = {kind: (source, message, {"tp": 3}) for kind, (source, message) in UNSPLITTABLE.items()} | BAD_SWITCH
     return errors_in_one_process(request, tmp_path_factory.mktemp("vllm-startup"), "tests.vllm.engine_config_run",
                                  extra)
 
 
-@pytest.mark.parametrize("kind", STARTUP + list(UNSPLITTABLE))
+@pytest.mark.parametrize("kind", STARTUP + list(UNSPLITTABLE) + list(BAD_SWITCH))
 def test_refused_at_start_with_one_clear_line(kind, startup_errors):
     errors, messages = startup_errors
     assert errors[kind] is not None, f"vLLM built its config for {kind}"
