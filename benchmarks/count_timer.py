@@ -1,6 +1,6 @@
 """Times ``SlotCounter.add`` where the model runs, for benchmarks/metrics_overhead.py: each call's wall
 time (the CPU runs the ops synchronously, so this is their whole cost, cold caches included), summed
-per process and written to ``<dir>/<pid>.json`` as {"seconds", "calls"} every half second. Eager engines
+per process and written to ``<dir>/<pid>.json`` as {"seconds", "calls"} every flush interval. Eager engines
 only: inside a compiled graph the timer would split the graph it measures."""
 
 import json
@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from longcat_common.metrics import SlotCounter
+from longcat_common.metrics import FLUSH_INTERVAL, SlotCounter
 
 
 def install(directory: str) -> None:
@@ -25,7 +25,7 @@ def install(directory: str) -> None:
     def publish():
         path = Path(directory) / f"{os.getpid()}.json"
         while True:
-            time.sleep(0.5)
+            time.sleep(FLUSH_INTERVAL)
             if spent[1]:
                 path.write_text(json.dumps({"seconds": spent[0], "calls": spent[1]}))
 

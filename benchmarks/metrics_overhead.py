@@ -24,7 +24,6 @@ Run: $(scripts/venv.sh vllm)/bin/python benchmarks/metrics_overhead.py vllm [--e
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -35,12 +34,12 @@ from pathlib import Path
 
 from alternated import time_alternated
 from count_timer import per_call_seconds
+from longcat_common.metrics import FLUSH_INTERVAL
 from longcat_common.tiny import PRESETS, write_checkpoint
 from workload import NEW_TOKENS, PROMPT_LEN, prompts
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES = (1, 16)
-FLUSH_INTERVAL = 0.5  # longcat_common.metrics.start_flusher
 CONTENDERS = ("counting", "off")
 LAYERS = PRESETS["bench"]["num_layers"]  # one MoE per LongCat layer
 TIMER_ENV = "LONGCAT_COUNT_TIMER_DIR"  # benchmarks/count_timer.py
@@ -56,11 +55,10 @@ def vllm_contender(ckpt: str, eager: bool):
 
         install(os.environ[TIMER_ENV])
     yield vllm_runner(ckpt, eager, builtin=False)
-    from longcat_vllm.plugin import METRICS_DIR_ENV
+    from longcat_vllm.metrics import published_counts
 
     time.sleep(2 * FLUSH_INTERVAL)  # the worker's (and the timer's) last publication
-    files = list(Path(os.environ[METRICS_DIR_ENV]).glob("*.json"))
-    print_counts([json.loads(f.read_text()) for f in files])
+    print_counts(*published_counts())
 
 
 @contextmanager
@@ -82,16 +80,14 @@ def sglang_contender(ckpt: str, log: Path):
             r.raise_for_status()
             return [out["text"] for out in r.json()]
         yield run
-        zero, slots = settled_counts(server.url, str(ckpt))
-        print_counts([{"zero_slots": zero, "slots": slots}] if slots else [])
+        print_counts(*settled_counts(server.url, str(ckpt)))
 
 
-def print_counts(published: list[dict]) -> None:
+def print_counts(zero: int, slots: int) -> None:
     label = "off" if os.environ.get("LONGCAT_METRICS") == "0" else "counting"
-    if not published:
+    if not slots:
         print(f"[{label}] no LongCat counts published", flush=True)
         return
-    zero, slots = (sum(p[key] for p in published) for key in ("zero_slots", "slots"))
     print(f"[{label}] counted {slots} routed slots, {zero} to zero experts", flush=True)
 
 

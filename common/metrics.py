@@ -26,6 +26,7 @@ HELP = {
 }
 
 
+FLUSH_INTERVAL = 0.5  # seconds between a worker's publications of its totals (start_flusher)
 SWITCH_ENV = "LONGCAT_METRICS"  # "0": no counting and no LongCat series on /metrics
 
 
@@ -77,7 +78,7 @@ def activated_params_per_token(config: LongcatConfig, zero_slot_ratio: float) ->
     return fixed + (1.0 - zero_slot_ratio) * (config.activated_params(config.moe_topk) - fixed)
 
 
-def start_flusher(counter: SlotCounter, sink, interval: float = 0.5) -> threading.Thread:
+def start_flusher(counter: SlotCounter, sink, interval: float = FLUSH_INTERVAL) -> threading.Thread:
     """Daemon thread: every ``interval`` s, ``sink(zero_slots, slots)`` with the running totals (only when
     they changed). Reading a CUDA tensor here syncs once per interval, never per forward."""
     def loop():

@@ -76,15 +76,21 @@ def mark_step(counter: metrics.SlotCounter) -> None:
     counter.enabled.fill_(int(real))
 
 
+def published_counts() -> tuple[int, int]:
+    """(zero slots, slots) summed over every counting worker's file."""
+    zero = slots = 0
+    for f in Path(os.environ[DIR_ENV]).glob("*.json"):
+        counts = json.loads(f.read_text())
+        zero, slots = zero + counts["zero_slots"], slots + counts["slots"]
+    return zero, slots
+
+
 class _Collector:
     def __init__(self, config: LongcatConfig, model_name: str):
         self.config, self.model_name = config, model_name
 
     def collect(self):
-        zero = slots = 0
-        for f in Path(os.environ[DIR_ENV]).glob("*.json"):
-            counts = json.loads(f.read_text())
-            zero, slots = zero + counts["zero_slots"], slots + counts["slots"]
+        zero, slots = published_counts()
         ratio = metrics.zero_ratio(zero, slots)
         values = {metrics.ZERO_SLOTS: zero, metrics.SLOTS: slots, metrics.ZERO_RATIO: ratio,
                   metrics.ACTIVATED: metrics.activated_params_per_token(self.config, ratio)}

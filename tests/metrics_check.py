@@ -40,15 +40,12 @@ def reference_counts(ckpt, sequences: list[list[int]]) -> tuple[int, int]:
     return zero, slots
 
 
-FLUSH_INTERVAL = 0.5  # seconds between a worker's publications (longcat_common.metrics.start_flusher)
-
-
 def settled_counts(base_url: str, model_name: str) -> tuple[int, int]:
     """The counters once earlier requests' last counts are published: equal over two flush intervals
     (a shared server's previous test may have finished a moment ago)."""
     last = counts(scrape(base_url, model_name))
     while True:
-        time.sleep(2 * FLUSH_INTERVAL)
+        time.sleep(2 * metrics.FLUSH_INTERVAL)
         now = counts(scrape(base_url, model_name))
         if now == last:
             return now
@@ -70,17 +67,15 @@ def served_vs_reference(base_url: str, model_name: str, ckpt, generate
         forwarded.append(list(prompt_ids) + list(generated[:-1]))
     expected = reference_counts(ckpt, forwarded)
     deadline = time.monotonic() + 30
-    while True:  # the workers publish their totals every 0.5 s
+    while True:  # the workers publish their totals every FLUSH_INTERVAL
         after = counts(scrape(base_url, model_name))
         delta = (after[0] - before[0], after[1] - before[1])
         if delta[1] >= expected[1] or time.monotonic() > deadline:
             return delta, expected, forwarded
-        time.sleep(FLUSH_INTERVAL)
+        time.sleep(metrics.FLUSH_INTERVAL)
 
 
 ROUTER_BIAS_SUFFIX = "mlp.router.e_score_correction_bias"
-
-
 ZERO_BIAS_RAISE = 1.0  # in units of 1 / (expert count), a mean routing probability
 
 
@@ -98,7 +93,6 @@ def favour_zero_experts(ckpt) -> Path:
                 t[config.n_routed_experts:] += ZERO_BIAS_RAISE / config.num_experts_total
         save_file(tensors, shard, metadata={"format": "pt"})
     return unbiased
-
 
 
 def check_share_follows_the_bias(base_url: str, model_name: str, ckpt, unbiased, generate) -> None:

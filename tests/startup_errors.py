@@ -21,15 +21,14 @@ STARTUP = [kind for kind in BAD_CHECKPOINTS if kind not in AT_LOAD + STARTED]
 BAD_SWITCH = {"metrics_switch": ("tiny_ckpt", "LONGCAT_METRICS='maybe'", {"env": {"LONGCAT_METRICS": "maybe"}})}
 
 
-def startup_errors(request, directory: Path, runner: str, extra: dict | None = None, **args
-                   ) -> tuple[dict, dict]:
+def startup_errors(request, directory: Path, runner: str, extra: dict | None = None) -> tuple[dict, dict]:
     """({case: error text or None}, {case: expected message}) for every STARTUP case, each run with the
-    runner arguments {"model": path, **args}, plus ``extra`` cases {case: (fixture, message, arguments)}."""
+    runner arguments {"model": path}, plus ``extra`` cases {case: (fixture, message, arguments)}."""
     spec, messages = {}, {}
     for kind in STARTUP:
         source, write = BAD_CHECKPOINTS[kind]
         path, messages[kind] = write(request.getfixturevalue(source), directory / kind)
-        spec[kind] = {"model": str(path), **args}
+        spec[kind] = {"model": str(path)}
     for kind, (source, message, case_args) in (extra or {}).items():
         spec[kind], messages[kind] = {"model": str(request.getfixturevalue(source)), **case_args}, message
     (directory / "spec.json").write_text(json.dumps(spec))

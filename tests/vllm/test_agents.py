@@ -30,8 +30,8 @@ def served(request, tmp_path_factory):
     unbiased = metrics_check.favour_zero_experts(ckpt) if flavour == agents.METRICS_FLAVOUR else None
     port, log = free_port(), tmp_path_factory.mktemp("vllm-agents") / "server.log"
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(ckpt), "--host", "127.0.0.1",
-           "--port", str(port), "--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "4", "--kv-cache-memory-bytes",
-           str(1 << 28), "--served-model-name", agents.MODEL, "--enable-auto-tool-choice",
+           "--port", str(port), "--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "4",
+           "--kv-cache-memory-bytes", str(1 << 28), "--served-model-name", agents.MODEL, "--enable-auto-tool-choice",
            "--tool-call-parser", agents.TOOL_PARSER[flavour], "--reasoning-parser", "longcat",
            "--enforce-eager"]  # torch.compile would add ~2 min of start-up and nothing parsers need
     with running_server(cmd, port, log, env={"VLLM_CPU_OMP_THREADS_BIND": "0"}) as base:
