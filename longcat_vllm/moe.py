@@ -45,9 +45,13 @@ def pack_routing(routing: ZeroExpertRouting) -> torch.Tensor:
 
 
 def unpack_routing(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """pack_routing's output -> (topk_weights [T, k] fp32, topk_ids [T, k] int32)."""
-    weights, ids = packed.chunk(2, dim=-1)
-    return weights, ids.to(torch.int32)
+    """pack_routing's output -> (topk_weights [T, k] fp32, topk_ids [T, k] int32), both fresh and contiguous.
+
+    A column slice of ``packed`` would have strides (2k, 1): vLLM's Triton fused-MoE kernel reads the
+    weights by flat slot index, FlashInfer CUTLASS and the naive DP all-gather read ``data_ptr()`` as a
+    dense [T, k], DeepEP asserts contiguity. So the slice is copied here, on every device."""
+    k = packed.shape[-1] // 2
+    return packed[:, :k].contiguous(), packed[:, k:].to(torch.int32)
 
 
 class ZeroExpertSlotRouter(BaseRouter):
@@ -58,11 +62,13 @@ class ZeroExpertSlotRouter(BaseRouter):
         super().__init__(top_k=config.moe_topk, global_num_experts=config.n_routed_experts)
         self.expert_map: torch.Tensor | None = None
         self.fill_id = 0
+        self.local_ids = False  # CPU backend: see kernel_routing
         self.slot_counter = rank_counter()  # docs/metrics.md
 
     def bind(self, expert_map: torch.Tensor | None, parallel) -> None:
         """Called once FusedMoE exists: its EP expert map (global id -> local id or -1) and parallel config."""
         self.expert_map = expert_map
+        self.local_ids = current_platform.is_cpu()
         if parallel.use_deepep_ht_kernels or parallel.use_deepep_ll_kernels or parallel.use_deepep_v2_kernels:
             self.fill_id = MASKED_SLOT  # DeepEP dispatch takes -1 as "no expert": nothing is sent
         elif parallel.use_all2all_kernels:
@@ -70,7 +76,7 @@ class ZeroExpertSlotRouter(BaseRouter):
                 f"LongCat-Flash: all2all backend '{parallel.all2all_backend}' with data parallel > 1 would "
                 "dispatch every zero-expert slot to a real expert; use a DeepEP backend (--all2all-backend "
                 "deepep_high_throughput / deepep_low_latency / deepep_v2) or data parallel size 1")
-        elif expert_map is not None and not current_platform.is_cpu():
+        elif expert_map is not None and not self.local_ids:
             remote = (expert_map < 0).nonzero()
             self.fill_id = int(remote[0, 0]) if remote.numel() else 0
 
@@ -82,11 +88,22 @@ class ZeroExpertSlotRouter(BaseRouter):
         weights, ids = unpack_routing(router_logits)
         if self.slot_counter is not None:
             count_routing(self.slot_counter, ids)
-        if current_platform.is_cpu():
+        weights, ids = self.kernel_routing(weights, ids)
+        return weights, ids.to(indices_type or torch.int32)
+
+    def kernel_routing(self, weights: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero slots (id -1, weight 0) as the fused-MoE kernel of this backend can take them; fresh
+        contiguous [T, k] tensors on every device.
+
+        The one device difference vLLM forces: its CPU ``cpu_fused_moe`` ignores the expert map and
+        cannot skip a slot, so there the ids become this rank's local ids and every masked slot (zero
+        expert, or another EP rank's expert) goes to local expert 0 with weight 0. Elsewhere the kernels
+        apply the expert map themselves and a zero slot gets ``fill_id`` (see the module docstring)."""
+        if self.local_ids:
             if self.expert_map is not None:
                 ids = torch.where(ids >= 0, self.expert_map[ids.clamp(min=0).long()].to(ids.dtype), ids)
-            return weights.masked_fill(ids < 0, 0.0), ids.clamp(min=0).to(indices_type or torch.int32)
-        return weights, ids_for_kernel(ids, self.fill_id).to(indices_type or torch.int32)
+            return weights.masked_fill(ids < 0, 0.0), ids.clamp(min=0)
+        return weights, ids_for_kernel(ids, self.fill_id)
 
 
 def _routes_inside_kernel(quant_method) -> bool:

@@ -209,3 +209,30 @@ def test_ep_weight_filter_excuses_exactly_what_vllm_drops(lc, tiny_ckpt):
         load({n for n in tensors if absent_ok(n)} | {local})
     off = type("P", (), dict(enable_expert_parallel=True, enable_ep_weight_filter=False, enable_eplb=False))
     assert loading.ep_filtered_weights(off, expert_map) is None
+
+
+@pytest.mark.parametrize("on_cpu", [True, False], ids=["cpu", "cuda"])
+@pytest.mark.parametrize("ep", [False, True], ids=["tp-only", "ep-map"])
+def test_router_hands_the_kernel_fresh_contiguous_routing_on_every_device(lc, monkeypatch, on_cpu, ep):
+    """The fused-MoE kernels read top-k weights as a dense [T, k] (Triton by flat slot index, FlashInfer
+    and the DP all-gather by data_ptr, DeepEP asserts it): a strided view hands token 2m token m's weights."""
+    monkeypatch.setattr(lc_moe.current_platform, "is_cpu", lambda: on_cpu)
+    half = lc.n_routed_experts // 2
+    expert_map = torch.cat([torch.arange(half), torch.full((half,), -1)]) if ep else None
+    router = lc_moe.ZeroExpertSlotRouter(lc)
+    router.bind(expert_map, _parallel("naive", dp=1))
+    logits = torch.randn(7, lc.num_experts_total, generator=torch.Generator().manual_seed(0))
+    routing = lc_moe.route_with_zero_experts(logits, None, lc.moe_topk, lc.n_routed_experts, 6.0)
+    assert (routing.topk_ids < 0).any() and (routing.topk_ids >= 0).any()
+    weights, ids = router._compute_routing(None, lc_moe.pack_routing(routing), torch.int32)
+    assert weights.is_contiguous() and ids.is_contiguous() and weights.shape == ids.shape == (7, lc.moe_topk)
+    real = routing.topk_ids >= 0
+    if on_cpu and ep:  # local ids, every masked slot (zero or remote) -> local 0 with weight 0
+        kept = real & (routing.topk_ids < half)
+        want_ids = torch.where(kept, routing.topk_ids, 0)
+    else:
+        kept = real
+        fill = half if ep else 0  # the first expert the map sends to -1 (or expert 0 without a map)
+        want_ids = torch.where(real, routing.topk_ids, fill)
+    assert torch.equal(ids, want_ids.to(torch.int32))
+    assert torch.equal(weights, torch.where(kept, routing.topk_weights, 0.0))
