@@ -83,7 +83,10 @@ class LongcatMoE(nn.Module):
             num_experts=config.n_routed_experts, top_k=config.moe_topk, layer_id=layer_id,
             hidden_size=config.hidden_size, intermediate_size=config.expert_ffn_hidden_size,
             reduce_results=False, quant_config=quant_config, prefix=add_prefix("experts", prefix),
-            quant_method=None if on_cuda else MaskedSlotsNativeMoEMethod())
+            quant_method=None if on_cuda else MaskedSlotsNativeMoEMethod(),
+            # out of place on every device: the identity term and mlps[0] read x again (SGLang's default
+            # writes the expert output into x in its Triton runner, and its DeepGEMM runner frees x)
+            inplace=False)
         if not on_cuda and self.experts.moe_ep_size > 1:
             # SGLang's dispatcher builds its global -> local expert map on first use on
             # sglang.srt.utils.get_device(), which raises without an accelerator: give it the map (on CPU)
