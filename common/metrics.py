@@ -2,8 +2,9 @@
 in activated parameters per token (docs/metrics.md).
 
 The MoE layers add to one device tensor per process (``SlotCounter``): no host sync per forward, and the
-add is a fixed-shape tensor op, so it is recorded into CUDA graphs and replayed with them. A background
-thread (``start_flusher``) reads the totals once per interval and hands them to the engine's sink.
+add is a fixed-shape tensor op, so it is recorded into CUDA graphs and replayed with them. Counting and
+a background thread (``start_flusher``: it reads the totals once per interval and hands them to the
+engine's sink) start when the engine's start-up is over (``SlotCounter.start_serving``).
 """
 
 import os
@@ -26,6 +27,7 @@ HELP = {
 }
 
 
+COUNTING_STARTED = "longcat-flash-plugins: zero-expert slot counting started (engine start-up over)"
 FLUSH_INTERVAL = 0.5  # seconds between a worker's publications of its totals (start_flusher)
 SWITCH_ENV = "LONGCAT_METRICS"  # "0": no counting and no LongCat series on /metrics
 
@@ -41,12 +43,19 @@ def counting_on() -> bool:
 class SlotCounter:
     """[zero slots, all slots] as one int64 tensor on the model's device, for every MoE layer of a rank.
 
-    ``enabled`` (0 or 1, on the device) gates every add, so an engine can exclude its start-up dummy
-    batches with a device-side write instead of a Python branch a compiled graph would freeze."""
+    Counting is off until the engine's start-up is over (``start_serving``, called by the adapter at one
+    engine point that is the same on every device). Before it the engine profiles, compiles, warms up
+    and captures CUDA graphs: none of those forwards serves a token, and a CUDA call from another
+    thread during a capture (torch's default ``capture_error_mode="global"``) invalidates the capture,
+    so the publishing thread starts only then too. ``enabled`` (0 or 1, on the device) gates every add:
+    a captured graph reads it at replay, and the host flips it between forwards (``set_enabled``), never
+    from inside a forward that a compiled or captured graph would freeze."""
 
-    def __init__(self, device, enabled: bool = True):
+    def __init__(self, device, sink, interval: float = FLUSH_INTERVAL):
         self.counts = torch.zeros(2, dtype=torch.int64, device=device)
-        self.enabled = torch.tensor(int(enabled), dtype=torch.int64, device=device)
+        self.enabled = torch.zeros((), dtype=torch.int64, device=device)
+        self._sink, self._interval = sink, interval
+        self.flusher: threading.Thread | None = None
 
     def add(self, topk_ids: torch.Tensor, is_padding: torch.Tensor | None = None) -> None:
         """topk_ids [T, k] (zero slots < 0); is_padding [>= T] bool marks padded rows, which are not
@@ -59,6 +68,17 @@ class SlotCounter:
         self.counts[1].add_(self.enabled, alpha=tokens * k)
         if is_padding is not None:
             self.counts[1].addcmul_(is_padding[:tokens].sum(), self.enabled, value=-k)
+
+    def set_enabled(self, on: bool) -> None:
+        """Host side, between forwards: whether the forwards that follow count (e.g. off for a data-parallel
+        rank's dummy batch)."""
+        self.enabled.fill_(int(on))
+
+    def start_serving(self) -> None:
+        """Once, when the engine's start-up is over: counting on, and the thread that publishes the totals."""
+        self.set_enabled(True)
+        if self.flusher is None:
+            self.flusher = start_flusher(self, self._sink, self._interval)
 
     def totals(self) -> tuple[int, int]:
         zero, slots = self.counts.tolist()
@@ -80,7 +100,8 @@ def activated_params_per_token(config: LongcatConfig, zero_slot_ratio: float) ->
 
 def start_flusher(counter: SlotCounter, sink, interval: float = FLUSH_INTERVAL) -> threading.Thread:
     """Daemon thread: every ``interval`` s, ``sink(zero_slots, slots)`` with the running totals (only when
-    they changed). Reading a CUDA tensor here syncs once per interval, never per forward."""
+    they changed). Reading a CUDA tensor here syncs once per interval, never per forward; it is started
+    by ``SlotCounter.start_serving`` only, after start-up (see SlotCounter)."""
     def loop():
         last = None
         while True:

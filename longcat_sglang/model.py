@@ -145,7 +145,7 @@ class LongcatDecoderLayer(nn.Module):
             attentions=tuple(lambda h, a=a: a(positions, h, forward_batch) for a in self.self_attn),
             post_attention_norms=tuple(fused_add_norm(n) for n in self.post_attention_layernorm),
             dense_mlps=tuple(self.mlps),
-            moe=lambda m: self.mlp(m, forward_batch.num_token_non_padded),  # padding: not counted
+            moe=self.mlp,
         )
         return shortcut_layer_forward(steps, hidden, residual, self.side_stream)
 

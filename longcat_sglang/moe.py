@@ -14,7 +14,7 @@ from torch import nn
 from longcat_common.config import LongcatConfig
 from longcat_common.experts import masked_swiglu_experts
 from longcat_common.routing import add_identity, route_with_zero_experts
-from longcat_sglang.metrics import non_padded_mask, rank_counter
+from longcat_sglang.metrics import rank_counter, step_padding
 from sglang.srt.distributed import tensor_model_parallel_all_reduce
 from sglang.srt.layers.linear import ReplicatedLinear
 from sglang.srt.layers.moe.fused_moe_triton.layer import FusedMoE
@@ -95,14 +95,14 @@ class LongcatMoE(nn.Module):
                 [self.experts._map_global_expert_id_to_local_expert_id(e) for e in range(config.n_routed_experts)],
                 dtype=torch.int32)
 
-    def forward(self, x: torch.Tensor, num_token_non_padded: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [T, H] (the post_attention_layernorm[0] output) -> [T, H], fully reduced, identity term included."""
         logits = self.router(x)
         c = self.config
         routing = route_with_zero_experts(logits, self.router.e_score_correction_bias, c.moe_topk,
                                           c.n_routed_experts, c.routed_scaling_factor)
         if self.slot_counter is not None:
-            self.slot_counter.add(routing.topk_ids, non_padded_mask(num_token_non_padded, x.shape[0], x.device))
+            self.slot_counter.add(routing.topk_ids, step_padding(x.shape[0], x.device))
         routed = self.experts(x, StandardTopKOutput(routing.topk_weights, routing.topk_ids, logits))
         if self.tp_size > 1:
             routed = tensor_model_parallel_all_reduce(routed)

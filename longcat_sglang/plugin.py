@@ -70,7 +70,7 @@ def register_parsers() -> None:
 def register() -> None:
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
-    from longcat_sglang import spec_cpu
+    from longcat_sglang import metrics, spec_cpu
     from longcat_sglang.request_guard import check_chat_roles, check_model_name, check_n, check_request
 
     HookRegistry.register("sglang.srt.server_args.prepare_server_args", _enable_ep_moe_compat, HookType.BEFORE)
@@ -87,6 +87,11 @@ def register() -> None:
                           check_model_name, HookType.AROUND)
     HookRegistry.register("sglang.srt.server_args.prepare_server_args",
                           spec_cpu.triton_interpreter_for_cpu_speculation, HookType.BEFORE)
+    # zero-expert counting (longcat_sglang/metrics.py): from the end of start-up on, real tokens only
+    HookRegistry.register("sglang.srt.managers.scheduler.Scheduler.run_event_loop", metrics.start_serving,
+                          HookType.BEFORE)
+    HookRegistry.register("sglang.srt.model_executor.model_runner.ModelRunner.forward", metrics.mark_step,
+                          HookType.BEFORE)
     HookRegistry.register("sglang.srt.speculative.draft_utils.DraftBackendFactory.create_draft_extend_backend",
                           spec_cpu.torch_native_draft_extend_backend, HookType.AROUND)
     HookRegistry.register("sglang.srt.layers.attention.torch_native_backend.TorchNativeAttnBackend.forward_extend",

@@ -13,7 +13,9 @@ rank routes the same tokens, and routing happens before any DP dispatch); each d
 its own TP rank 0 and its own tokens, and the files are summed. (Pipeline parallelism is refused.)
 """
 
+import functools
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from longcat_common.config import LongcatConfig
 from longcat_vllm.plugin import METRICS_DIR_ENV as DIR_ENV
 
 _counter: metrics.SlotCounter | None = None
+logger = logging.getLogger("vllm.longcat_flash_plugins")  # under "vllm" to use its log handler
 
 
 def rank_counter() -> metrics.SlotCounter | None:
@@ -40,10 +43,50 @@ def rank_counter() -> metrics.SlotCounter | None:
     if DIR_ENV not in os.environ or not metrics.counting_on() or get_tensor_model_parallel_rank() != 0:
         return None
     if _counter is None:
-        _counter = metrics.SlotCounter(device=None)  # vLLM builds the model under its target device
         path = Path(os.environ[DIR_ENV]) / f"{os.getpid()}.json"
-        metrics.start_flusher(_counter, lambda zero, slots: _write(path, zero, slots))
+        # on the model's device: vLLM builds the model under its target device
+        _counter = metrics.SlotCounter(device=None, sink=lambda zero, slots: _write(path, zero, slots))
+        _count_after_startup(_counter)
     return _counter
+
+
+def _count_after_startup(counter: metrics.SlotCounter) -> None:
+    """vLLM's worker runs every start-up forward (profile run, compile and warm-up sizes, kernel and JIT
+    warm-ups, CUDA-graph capture) inside ``compile_or_warm_up_model``, and a data-parallel rank without
+    requests forwards a dummy batch through ``execute_dummy_batch``. Counting (and the publishing thread)
+    starts when the first returns and is off during the second: the same worker methods on every device
+    (the GPU ``Worker`` and its subclasses, e.g. ``CPUWorker``, which overrides the first), for both of
+    vLLM's model runners. Patched in this worker process only, which builds a LongCat model."""
+    from vllm.v1.worker.gpu_worker import Worker
+
+    def after_startup(method):
+        @functools.wraps(method)
+        def wrapped(self, *args, **kwargs):
+            out = method(self, *args, **kwargs)
+            if counter.flusher is None:
+                logger.info(metrics.COUNTING_STARTED)
+            counter.start_serving()
+            return out
+        return wrapped
+
+    def uncounted(method):
+        @functools.wraps(method)
+        def wrapped(self, *args, **kwargs):
+            counter.set_enabled(False)
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                counter.set_enabled(counter.flusher is not None)
+        return wrapped
+
+    classes, todo = [], [Worker]
+    while todo:
+        classes.append(cls := todo.pop())
+        todo += cls.__subclasses__()
+    for cls in classes:
+        for name, wrap in (("compile_or_warm_up_model", after_startup), ("execute_dummy_batch", uncounted)):
+            if name in vars(cls):
+                setattr(cls, name, wrap(vars(cls)[name]))
 
 
 def _write(path: Path, zero: int, slots: int) -> None:
@@ -67,13 +110,6 @@ def padding_mask() -> torch.Tensor | None:
     context = get_forward_context()
     padded = context.cudagraph_runtime_mode != CUDAGraphMode.NONE or context.dp_metadata is not None
     return context.is_padding if padded else None
-
-
-def mark_step(counter: metrics.SlotCounter) -> None:
-    """Before each forward, in the model's eager outer ``forward``: count real steps only. vLLM's
-    start-up profile and warm-up runs carry no attention metadata."""
-    real = is_forward_context_available() and get_forward_context().attn_metadata is not None
-    counter.enabled.fill_(int(real))
 
 
 def published_counts() -> tuple[int, int]:

@@ -21,7 +21,6 @@ from longcat_common.config import LongcatConfig
 from longcat_common.layer import IN_ORDER, ShortcutLayerSteps, shortcut_layer_forward
 
 from .loading import ep_filtered_weights, load_longcat_weights, quant_config_for_device
-from .metrics import mark_step
 from .moe import LongcatMoE
 from .rope import MlaRope
 
@@ -127,7 +126,6 @@ class LongcatFlashForCausalLM(nn.Module):
                                       prefix=maybe_prefix(prefix, "lm_head"))
         self.logits_processor = LogitsProcessor(self.config.vocab_size)
         first_moe = self.model.layers[self.model.start_layer].mlp
-        self.slot_counter = first_moe.slot_router.slot_counter
         self.ep_filtered = ep_filtered_weights(vllm_config.parallel_config, first_moe.experts.routed_experts.expert_map)
         arch = (vllm_config.model_config.architectures or ["LongcatFlashForCausalLM"])[0]
         logger.warning("longcat-flash-plugins %s: %s served by longcat_vllm "
@@ -137,8 +135,6 @@ class LongcatFlashForCausalLM(nn.Module):
         return self.model.embed_input_ids(input_ids)
 
     def forward(self, input_ids, positions, intermediate_tensors=None, inputs_embeds=None):
-        if self.slot_counter is not None:
-            mark_step(self.slot_counter)
         return self.model(input_ids, positions, intermediate_tensors, inputs_embeds)
 
     def compute_logits(self, hidden_states: torch.Tensor) -> torch.Tensor:

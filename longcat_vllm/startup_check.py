@@ -5,9 +5,13 @@ Registered for our architectures in vLLM's ``MODELS_CONFIG_MAP`` (plugin.py), wh
 cannot split stop the start there with one line, instead of in every worker after start-up.
 """
 
+import torch
+
 from longcat_common.checkpoint_files import check_checkpoint_dir, is_local_longcat
 from longcat_common.config import LongcatConfig
 from longcat_common.metrics import counting_on
+from vllm.platforms import current_platform
+from vllm.v1.attention.backends.registry import AttentionBackendEnum
 from vllm.model_executor.layers.vocab_parallel_embedding import DEFAULT_VOCAB_PADDING_SIZE, pad_vocab_size
 from vllm.model_executor.models.config import VerifyAndUpdateConfig
 
@@ -25,6 +29,16 @@ def check_tp_split(config: LongcatConfig, tp: int, expert_parallel: bool) -> Non
                              "(vLLM does not pad it); use a tensor parallel size that divides it")
 
 
+def fp32_attention_on_cpu(vllm_config) -> None:
+    """vLLM's CPU platform picks its AMX MLA backend on every CPU with AMX tiles, whatever the dtype, and
+    that backend packs the absorbed MLA weights with a kernel that takes bf16 / fp16 / int8 / fp8 only
+    (``convert_weight_packed``): a float32 model stops in every worker. For float32 on a CPU, where no
+    backend was asked for, we ask for vLLM's reference ``CPU_MLA`` backend, which computes in fp32."""
+    attention = vllm_config.attention_config
+    if current_platform.is_cpu() and vllm_config.model_config.dtype == torch.float32 and attention.backend is None:
+        attention.backend = AttentionBackendEnum.CPU_MLA
+
+
 class LongcatStartupCheck(VerifyAndUpdateConfig):
     @staticmethod
     def verify_and_update_config(vllm_config) -> None:
@@ -35,3 +49,4 @@ class LongcatStartupCheck(VerifyAndUpdateConfig):
         else:
             config = LongcatConfig.from_hf(model_config.hf_config)
         check_tp_split(config, parallel.tensor_parallel_size, parallel.enable_expert_parallel)
+        fp32_attention_on_cpu(vllm_config)

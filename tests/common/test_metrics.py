@@ -1,3 +1,6 @@
+import threading
+import time
+
 import pytest
 import torch
 
@@ -18,8 +21,14 @@ def test_activated_params_span_the_flash_chat_range():
         metrics.activated_params_per_token(c, 1.5)
 
 
+def _serving_counter() -> metrics.SlotCounter:
+    counter = metrics.SlotCounter(device="cpu", sink=lambda zero, slots: None)
+    counter.set_enabled(True)
+    return counter
+
+
 def test_slot_counter_skips_padding_and_accumulates():
-    counter = metrics.SlotCounter(device="cpu")
+    counter = _serving_counter()
     ids = torch.tensor([[-1, 3, -1], [2, -1, 5], [-1, -1, -1]], dtype=torch.int32)
     counter.add(ids)
     assert counter.totals() == (6, 9)
@@ -30,7 +39,7 @@ def test_slot_counter_skips_padding_and_accumulates():
 
 
 def test_slot_counter_updates_inside_a_compiled_function():
-    counter = metrics.SlotCounter(device="cpu")
+    counter = _serving_counter()
 
     @torch.compile(backend="inductor", fullgraph=True)
     def step(ids, is_padding=None):
@@ -42,6 +51,41 @@ def test_slot_counter_updates_inside_a_compiled_function():
     assert counter.totals() == (22, 22)
     step(torch.full((4, 2), -1, dtype=torch.int32), torch.tensor([False, True, False, True, True]))
     assert counter.totals() == (26, 26)
+
+
+def _publishers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "longcat-metrics"]
+
+
+def test_nothing_counts_or_publishes_before_start_up_is_over():
+    """Start-up forwards (profile, warm-up, CUDA-graph capture) add nothing, and no thread of ours exists
+    before start_serving: a CUDA call from another thread would invalidate a capture."""
+    published, before = [], len(_publishers())
+    counter = metrics.SlotCounter(device="cpu", sink=lambda zero, slots: published.append((zero, slots)),
+                                  interval=0.01)
+    ids = torch.tensor([[-1, 3], [2, -1]], dtype=torch.int32)
+
+    @torch.compile(backend="inductor", fullgraph=True)
+    def captured(ids):  # a graph traced during start-up reads the flag at every later run
+        counter.add(ids)
+        return ids + 1
+
+    captured(ids)
+    counter.add(ids)
+    assert counter.totals() == (0, 0) and counter.flusher is None and len(_publishers()) == before
+    counter.start_serving()
+    counter.start_serving()  # once only
+    assert counter.flusher.is_alive() and len(_publishers()) == before + 1
+    captured(ids)
+    counter.set_enabled(False)  # e.g. a data-parallel dummy batch
+    captured(ids)
+    counter.set_enabled(True)
+    counter.add(ids)
+    assert counter.totals() == (4, 8)
+    deadline = time.monotonic() + 5
+    while (4, 8) not in published and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert published[-1] == (4, 8)
 
 
 def test_counting_switch(monkeypatch):
