@@ -18,6 +18,7 @@ MoE side-stream policy.
 import inspect
 import json
 import socket
+import threading
 import types
 
 import pytest
@@ -287,3 +288,36 @@ def test_moe_side_stream_only_without_collectives_on_cuda():
     assert not sgl_model.overlap_moe(on_cuda=False, tp_size=1, moe_ep_size=1)
     for tp, ep in ((2, 1), (2, 2), (8, 8), (8, 1)):
         assert not sgl_model.overlap_moe(on_cuda=True, tp_size=tp, moe_ep_size=ep)
+
+
+def test_counting_waits_for_start_up_and_skips_graph_padding(sglang_process, monkeypatch, tiny_ckpt):
+    """Zero-expert counting (longcat_sglang/metrics.py): SGLang's graph capture and its warm-ups call the
+    model directly before ``Scheduler.run_event_loop``: not counted, and no thread of ours exists (a CUDA
+    call from another thread invalidates a capture). Served forwards pass ``ModelRunner.forward`` with
+    the batch before graph padding: rows past its tokens are not counted, with TP alone too (where
+    SGLang's own ``num_token_non_padded`` is not set)."""
+    from longcat_common.config import LongcatConfig
+    from longcat_common.routing import route_with_zero_experts
+    from longcat_sglang import metrics as sgl_metrics
+    from longcat_sglang.moe import LongcatMoE
+
+    monkeypatch.setattr(sgl_metrics, "_counter", None)
+    monkeypatch.setattr(sgl_metrics, "_step_tokens", None)
+    monkeypatch.setattr(runtime_context, "get_observability", lambda: types.SimpleNamespace(enable_metrics=True))
+    lc = LongcatConfig.from_dict(json.loads((tiny_ckpt / "config.json").read_text()))
+    moe = LongcatMoE(lc, 0, None, on_cuda=False, prefix="model.layers.0.mlp")
+    for p in moe.parameters():
+        torch.nn.init.normal_(p, std=0.05, generator=torch.Generator().manual_seed(0))
+    counter, x = moe.slot_counter, torch.randn(5, lc.hidden_size, generator=torch.Generator().manual_seed(1))
+    publishers = lambda: [t for t in threading.enumerate() if t.name == "longcat-metrics"]  # noqa: E731
+    before = len(publishers())
+
+    moe(x)  # what a capture warm-up runs
+    assert counter.totals() == (0, 0) and counter.flusher is None and len(publishers()) == before
+    sgl_metrics.start_serving()  # the run_event_loop hook
+    assert counter.flusher.is_alive() and len(publishers()) == before + 1
+    sgl_metrics.mark_step(None, types.SimpleNamespace(input_ids=torch.zeros(3, dtype=torch.long)))
+    moe(x)  # a 3-token batch padded to 5 rows, as a graph replays it
+    routing = route_with_zero_experts(moe.router(x[:3]), moe.router.e_score_correction_bias, lc.moe_topk,
+                                      lc.n_routed_experts, lc.routed_scaling_factor)
+    assert counter.totals() == (int((routing.topk_ids < 0).sum()), 3 * lc.moe_topk)

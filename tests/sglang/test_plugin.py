@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from longcat_sglang import plugin, spec_cpu
+from longcat_sglang import metrics, plugin, spec_cpu
 from longcat_sglang.model import LongcatFlashForCausalLM
 from longcat_sglang.mtp import LongcatFlashForCausalLMNextN
 
@@ -21,6 +21,11 @@ def test_register_replaces_the_builtin_class():
                                                                             "LongcatFlashForCausalLM")
     assert ModelRegistry.resolve_model_cls(["LongcatFlashForCausalLMNextN"]) == (LongcatFlashForCausalLMNextN,
                                                                                  "LongcatFlashForCausalLMNextN")
+    from sglang.srt.plugins.hook_registry import HookRegistry, HookType
+
+    for target, hook in (("sglang.srt.managers.scheduler.Scheduler.run_event_loop", metrics.start_serving),
+                         ("sglang.srt.model_executor.model_runner.ModelRunner.forward", metrics.mark_step)):
+        assert (HookType.BEFORE, hook) in [(kind, h) for kind, h, _ in HookRegistry._hooks[target]], target
 
 
 def test_enable_ep_moe_means_ep_size_tp():
