@@ -12,9 +12,10 @@ supplies follow that convention: a norm step takes (h, residual) and returns (no
 adding h into the residual first (residual None on the first layer). Each attention, dense-MLP and MoE
 step returns its fully reduced output: TP/EP all-reduce included, the MoE's identity term added after it.
 
-On CUDA, in eager mode, the MoE branch runs on a side stream so its dispatch, expert GEMMs and combine
-overlap ``mlps0 -> attn1 -> mlps1``; elsewhere (CPU, or while torch.compile traces) it runs in order.
-The numbers are the same either way.
+The MoE branch runs in order, on every device: no side stream. A side stream could only be safe
+without collectives (TP = EP = 1: the streams' all-reduces would interleave differently on different
+ranks) and with no scratch shared between the MoE kernels and the rest (vLLM's fused-MoE and MLA share
+one workspace), i.e. on one GPU, which LongCat-Flash does not fit; and it would be a CUDA-only path.
 """
 
 from dataclasses import dataclass
@@ -35,46 +36,16 @@ class ShortcutLayerSteps:
     moe: Block
 
 
-class MoeSideStream:
-    """Runs the MoE branch on a CUDA side stream; in order when disabled or on devices without streams."""
-
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
-        self._stream = None
-
-    def start(self, moe: Block, m: torch.Tensor) -> Callable[[], torch.Tensor]:
-        if not (self.enabled and m.is_cuda) or torch.compiler.is_compiling():
-            out = moe(m)
-            return lambda: out
-        if self._stream is None:
-            self._stream = torch.cuda.Stream(device=m.device)
-        main = torch.cuda.current_stream(m.device)
-        self._stream.wait_stream(main)
-        with torch.cuda.stream(self._stream):
-            out = moe(m)
-        m.record_stream(self._stream)
-
-        def join() -> torch.Tensor:
-            main.wait_stream(self._stream)
-            out.record_stream(main)
-            return out
-
-        return join
-
-
-IN_ORDER = MoeSideStream(enabled=False)
-
-
-def shortcut_layer_forward(steps: ShortcutLayerSteps, hidden: torch.Tensor, residual: torch.Tensor | None,
-                           side_stream: MoeSideStream = IN_ORDER) -> tuple[torch.Tensor, torch.Tensor]:
+def shortcut_layer_forward(steps: ShortcutLayerSteps, hidden: torch.Tensor,
+                           residual: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """hidden [T, H], residual [T, H] or None -> (hidden [T, H], residual [T, H]); sum them for the layer output."""
     h, residual = steps.input_norms[0](hidden, residual)
     h = steps.attentions[0](h)
     m, residual = steps.post_attention_norms[0](h, residual)
-    join = side_stream.start(steps.moe, m)
+    moe = steps.moe(m)
     h = steps.dense_mlps[0](m)
     h, residual = steps.input_norms[1](h, residual)
     h = steps.attentions[1](h)
     h, residual = steps.post_attention_norms[1](h, residual)
     h = steps.dense_mlps[1](h)
-    return h + join(), residual
+    return h + moe, residual

@@ -35,7 +35,6 @@ from sglang.srt.layers.layernorm import RMSNorm
 from sglang.srt.environ import envs
 from sglang.srt.layers.linear import ColumnParallelLinear, ReplicatedLinear, RowParallelLinear
 from sglang.srt.layers.radix_attention import RadixAttention
-from sglang.srt.layers.rotary_embedding import get_rope
 from sglang.srt.mem_cache.memory_pool import KVWriteLoc
 from sglang.srt.model_executor.forward_batch_info import ForwardBatch
 from sglang.srt.model_executor.forward_context import get_attn_backend, get_token_to_kv_pool
@@ -49,8 +48,9 @@ from sglang.srt.utils import add_prefix
 class PortableRope(nn.Module):
     """Interleaved RoPE (YaRN included) from common/rope.py with one cos/sin cache shared by every layer.
 
-    Used off CUDA: SGLang's rotary embedding there calls ``vllm._custom_ops`` (absent), and its CPU
-    factory asserts a ``deepseek_yarn`` scaling that Flash-Chat does not have.
+    Used on every device: SGLang's rotary embedding calls ``vllm._custom_ops`` off CUDA (absent there),
+    and its CPU factory asserts a ``deepseek_yarn`` scaling that Flash-Chat does not have; one rotation
+    everywhere is the one the CPU tests check against transformers (YaRN past the original context).
     """
 
     def __init__(self, rotary_dim: int, max_position: int, theta: float, yarn: dict | None = None):
@@ -60,15 +60,6 @@ class PortableRope(nn.Module):
     def forward(self, positions: torch.Tensor, q_pe: torch.Tensor, k_pe: torch.Tensor):
         return (apply_rope_interleaved(positions, q_pe, self.cos_sin_cache),
                 apply_rope_interleaved(positions, k_pe, self.cos_sin_cache))
-
-
-def make_rope(config: LongcatConfig, on_cuda: bool) -> nn.Module:
-    yarn = config.rope_scaling
-    if on_cuda:  # SGLang's DeepseekScalingRotaryEmbedding for Thinking-2601's YaRN
-        return get_rope(config.qk_rope_head_dim, rotary_dim=config.qk_rope_head_dim,
-                        max_position=config.max_position_embeddings, base=config.rope_theta,
-                        is_neox_style=False, rope_scaling=yarn and {"rope_type": "deepseek_yarn", **yarn})
-    return PortableRope(config.qk_rope_head_dim, config.max_position_embeddings, config.rope_theta, yarn)
 
 
 # Backends whose prefill we feed in both forms (by SGLang's DeepSeek rule); CPU's runs the absorbed form only.
@@ -100,7 +91,7 @@ def _backend_name(forward_batch: ForwardBatch) -> str:
 
 
 class LongcatMLA(nn.Module):
-    def __init__(self, config: LongcatConfig, attn_layer_id: int, quant_config, on_cuda: bool, prefix: str):
+    def __init__(self, config: LongcatConfig, attn_layer_id: int, quant_config, prefix: str):
         super().__init__()
         attn_tp = get_parallel().attn_tp_size
         if config.num_attention_heads % attn_tp:
@@ -125,7 +116,8 @@ class LongcatMLA(nn.Module):
         self.o_proj = RowParallelLinear(
             heads * self.v_dim, h, bias=False, quant_config=quant_config, reduce_results=True,
             prefix=add_prefix("o_proj", prefix), parallel_group="attn_tp")
-        self.rotary_emb = make_rope(config, on_cuda)
+        self.rotary_emb = PortableRope(config.qk_rope_head_dim, config.max_position_embeddings, config.rope_theta,
+                                       config.rope_scaling)
         # One latent "KV head" of width kv_lora + rope; the value is its first kv_lora columns.
         self.attn_mqa = RadixAttention(
             self.num_local_heads, self.kv_lora + self.rope_dim, config.softmax_scale(), num_kv_heads=1,

@@ -14,7 +14,7 @@ from torch import nn
 from longcat_common import __version__
 from longcat_common.checkpoint import ParamTarget
 from longcat_common.config import LongcatConfig
-from longcat_common.layer import IN_ORDER, MoeSideStream, ShortcutLayerSteps, shortcut_layer_forward
+from longcat_common.layer import ShortcutLayerSteps, shortcut_layer_forward
 from longcat_common.loading import check_fused_qkv_a_blocks, checkpoint_targets, fuse_qkv_a
 from longcat_sglang.attention import LongcatMLA, check_attention_backends
 from longcat_sglang.moe import LongcatMoE
@@ -76,17 +76,6 @@ def on_cuda_device() -> bool:
     return torch.device(get_device().device).type == "cuda"
 
 
-def overlap_moe(on_cuda: bool, tp_size: int, moe_ep_size: int) -> bool:
-    """Whether the MoE branch may run on a side stream, concurrently with mlps0 -> attn1 -> mlps1.
-
-    Only without collectives (TP = EP = 1): with them the two streams' all-reduces could interleave in
-    different orders on different ranks. No scratch is shared at TP = 1: the triton and DeepGEMM MoE
-    runners (the only ones accepted) take theirs per call from the stream-ordered caching allocator,
-    and the attention backends' persistent workspaces are used by attention alone, on the main stream.
-    """
-    return on_cuda and tp_size == 1 and moe_ep_size == 1
-
-
 def load_target(params: dict[str, nn.Parameter], target: ParamTarget, tensor: torch.Tensor) -> None:
     """One checkpoint tensor into its parameter through the parameter's own SGLang weight loader."""
     param = params[target.param]
@@ -130,14 +119,11 @@ class LongcatDecoderLayer(nn.Module):
         self.input_layernorm = nn.ModuleList(RMSNorm(config.hidden_size, eps=eps) for _ in range(2))
         self.post_attention_layernorm = nn.ModuleList(RMSNorm(config.hidden_size, eps=eps) for _ in range(2))
         self.self_attn = nn.ModuleList(
-            LongcatMLA(config, 2 * layer_id + i, attn_quant, on_cuda, prefix=add_prefix(f"self_attn.{i}", prefix))
+            LongcatMLA(config, 2 * layer_id + i, attn_quant, prefix=add_prefix(f"self_attn.{i}", prefix))
             for i in range(2))
         self.mlps = nn.ModuleList(
             LongcatDenseMLP(config, mlp_quant, prefix=add_prefix(f"mlps.{i}", prefix)) for i in range(2))
         self.mlp = LongcatMoE(config, layer_id, quant_config, on_cuda, prefix=add_prefix("mlp", prefix))
-        parallel = get_parallel()
-        self.side_stream = MoeSideStream() if overlap_moe(on_cuda, parallel.tp_size, parallel.moe_ep_size) \
-            else IN_ORDER
 
     def forward(self, positions, hidden, residual, forward_batch: ForwardBatch):
         steps = ShortcutLayerSteps(
@@ -147,7 +133,7 @@ class LongcatDecoderLayer(nn.Module):
             dense_mlps=tuple(self.mlps),
             moe=self.mlp,
         )
-        return shortcut_layer_forward(steps, hidden, residual, self.side_stream)
+        return shortcut_layer_forward(steps, hidden, residual)
 
 
 class LongcatFlashModel(nn.Module):

@@ -44,7 +44,7 @@ SHARED_WITH_TARGET = ("model.embed_tokens.weight",)  # replaced by set_embed_and
 class LongcatMtpLayer(nn.Module):
     """The one MTP layer; parameter names follow longcat_common.checkpoint.mtp_param_target."""
 
-    def __init__(self, config, quant_config, on_cuda: bool, prefix: str):
+    def __init__(self, config, quant_config, prefix: str):
         super().__init__()
         h, eps = config.hidden_size, config.rms_norm_eps
         self.enorm = RMSNorm(h, eps=eps)
@@ -52,7 +52,7 @@ class LongcatMtpLayer(nn.Module):
         self.eh_proj = ReplicatedLinear(2 * h, h, bias=False, quant_config=quant_config,
                                         prefix=add_prefix("eh_proj", prefix))
         self.input_layernorm = RMSNorm(h, eps=eps)
-        self.self_attn = LongcatMLA(config, 0, quant_config, on_cuda, prefix=add_prefix("self_attn", prefix))
+        self.self_attn = LongcatMLA(config, 0, quant_config, prefix=add_prefix("self_attn", prefix))
         self.post_attention_layernorm = RMSNorm(h, eps=eps)
         self.mlp = LongcatDenseMLP(config, quant_config, prefix=add_prefix("mlp", prefix))
 
@@ -70,11 +70,11 @@ class LongcatMtpLayer(nn.Module):
 
 
 class LongcatMtpModel(nn.Module):
-    def __init__(self, config, quant_config, on_cuda: bool, prefix: str):
+    def __init__(self, config, quant_config, prefix: str):
         super().__init__()
         self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size,
                                                    prefix=add_prefix("embed_tokens", prefix))
-        self.layers = nn.ModuleList([LongcatMtpLayer(config, quant_config, on_cuda,
+        self.layers = nn.ModuleList([LongcatMtpLayer(config, quant_config,
                                                      prefix=add_prefix("layers.0", prefix))])
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
@@ -95,7 +95,7 @@ class LongcatFlashForCausalLMNextN(LongcatCausalLMBase):
             quant_config = None
         self.quant_config = quant_config
         self.layer_sizes = layers = layer_config(config, self.lc)
-        self.model = LongcatMtpModel(layers, quant_config, self.on_cuda, prefix=add_prefix("model", prefix))
+        self.model = LongcatMtpModel(layers, quant_config, prefix=add_prefix("model", prefix))
         self.build_head(config, quant_config, prefix)
         logger.info("longcat-flash-plugins %s: %s (device %s, tp %d, fp8 %s%s)", __version__, ACTIVE_MESSAGE,
                     get_device().device, get_parallel().tp_size,

@@ -18,7 +18,7 @@ from vllm.sequence import IntermediateTensors
 
 from longcat_common import __version__
 from longcat_common.config import LongcatConfig
-from longcat_common.layer import IN_ORDER, ShortcutLayerSteps, shortcut_layer_forward
+from longcat_common.layer import ShortcutLayerSteps, shortcut_layer_forward
 
 from .loading import ep_filtered_weights, load_longcat_weights, quant_config_for_device
 from .moe import LongcatMoE
@@ -44,7 +44,7 @@ def mla_attention(vllm_config: VllmConfig, config: LongcatConfig, quant_config, 
         max_position_embeddings=config.max_position_embeddings, cache_config=vllm_config.cache_config,
         quant_config=quant_config, prefix=prefix)
     attn.rotary_emb = attn.mla_attn.rotary_emb = MlaRope(
-        attn.rotary_emb, config.qk_rope_head_dim, config.max_position_embeddings, config.rope_theta,
+        config.qk_rope_head_dim, config.max_position_embeddings, config.rope_theta,
         config.rope_scaling)
     if not math.isclose(attn.scaling, config.softmax_scale(), rel_tol=1e-9):  # vLLM applies YaRN's mscale
         raise ValueError(f"LongCat-Flash: vLLM's MLA softmax scale {attn.scaling} != {config.softmax_scale()}")
@@ -65,11 +65,6 @@ class LongcatDecoderLayer(nn.Module):
             DeepseekV2MLP(h, config.ffn_hidden_size, "silu", quant_config=mlp_quant, prefix=f"{prefix}.mlps.{i}")
             for i in range(2))
         self.mlp = LongcatMoE(config, quant_config, prefix=f"{prefix}.mlp")
-        # The MoE branch runs in order, never on a side stream, in vLLM: its fused-MoE kernels and MLA
-        # backends take scratch from one process-wide workspace (v1/worker/workspace.py), and at TP > 1
-        # the MoE's all-reduce would run beside o_proj's and the dense MLPs' on vLLM's custom all-reduce,
-        # which has one IPC staging buffer and one set of signal flags (custom_all_reduce.py).
-        self.side_stream = IN_ORDER
 
     def forward(self, positions, hidden_states, residual):
         steps = ShortcutLayerSteps(
@@ -80,7 +75,7 @@ class LongcatDecoderLayer(nn.Module):
             dense_mlps=tuple(self.mlps),
             moe=self.mlp,
         )
-        return shortcut_layer_forward(steps, hidden_states, residual, self.side_stream)
+        return shortcut_layer_forward(steps, hidden_states, residual)
 
 
 @support_torch_compile

@@ -3,7 +3,7 @@
 import torch
 
 from longcat_common.config import LongcatConfig
-from longcat_common.layer import MoeSideStream, ShortcutLayerSteps, shortcut_layer_forward
+from longcat_common.layer import ShortcutLayerSteps, shortcut_layer_forward
 from longcat_common.mla import fold_lora_scale
 from longcat_common.rope import apply_rope_interleaved, rope_cos_sin_cache
 
@@ -36,7 +36,7 @@ def test_shortcut_flow_matches_the_spec_with_fused_add_norm_convention():
         return step
     steps = ShortcutLayerSteps((norm(ws[0]), norm(ws[2])), (attn0, attn1), (norm(ws[1]), norm(ws[3])),
                                (mlp0, mlp1), moe)
-    h, residual = shortcut_layer_forward(steps, x, None, MoeSideStream())
+    h, residual = shortcut_layer_forward(steps, x, None)
     torch.testing.assert_close(h + residual, expected)
 
 

@@ -6,13 +6,12 @@ loaded through them, as a GPU server would before ``process_weights_after_loadin
 are not called). Every fp8 weight and weight_scale_inv must land bit for bit where it belongs, the
 q_a / kv_a rows stacked into the one ``fused_qkv_a_proj`` and the experts' stacked into w13 / w2.
 
-Only the device decision is swapped (``longcat_sglang.model.on_cuda_device``); the CUDA rotary embedding has
-no weights and needs ``vllm._custom_ops``, so the rope the GPU branch asks for is checked and replaced.
+Only the device decision is swapped (``longcat_sglang.model.on_cuda_device``).
 
 Attention forms: SGLang's DeepSeek rule (its own handlers) replayed per backend and batch kind against the
 shapes each backend's prefill expects, and the MHA prefill's numbers against the absorbed form and the
 transformers oracle (plain math: SDPA stands in for the kernels). Then the start-up refusals and the
-MoE side-stream policy.
+zero-expert counting's start-up and padding policy.
 """
 
 import inspect
@@ -66,21 +65,13 @@ def sglang_process(tiny_fp8_ckpt):
 @pytest.fixture(scope="module")
 def gpu_branch_model(sglang_process, tiny_fp8_ckpt):
     """(model, checkpoint tensors) of the CUDA branch with SGLang's Fp8Config, loaded from the FP8 checkpoint."""
-    rope_calls = []
-
-    def get_rope(head_size, **kwargs):
-        rope_calls.append((head_size, kwargs))
-        return attention.PortableRope(head_size, kwargs["max_position"], kwargs["base"])
-
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sgl_model, "on_cuda_device", lambda: True)
-        mp.setattr(attention, "get_rope", get_rope)
         hf_config = ModelConfig(str(tiny_fp8_ckpt)).hf_config
         quant = Fp8Config.from_config(json.loads((tiny_fp8_ckpt / "config.json").read_text())["quantization_config"])
         model = sgl_model.LongcatFlashForCausalLM(hf_config, quant)
         files = sorted(str(p) for p in tiny_fp8_ckpt.glob("*.safetensors"))
         model.load_weights(safetensors_weights_iterator(files))
-    assert rope_calls and all(kw["is_neox_style"] is False for _, kw in rope_calls)
     ckpt = {}
     for f in files:
         with safe_open(f, "pt") as st:
@@ -281,13 +272,6 @@ def test_moe_runners_that_cannot_take_our_routing_are_refused():
     for bad in set(MoeRunnerBackend) - {MoeRunnerBackend.AUTO, MoeRunnerBackend.TRITON, MoeRunnerBackend.DEEP_GEMM}:
         with pytest.raises(ValueError, match=f"--moe-runner-backend {bad.value} is not supported"):
             check_moe_runner_backend(bad)
-
-
-def test_moe_side_stream_only_without_collectives_on_cuda():
-    assert sgl_model.overlap_moe(on_cuda=True, tp_size=1, moe_ep_size=1)
-    assert not sgl_model.overlap_moe(on_cuda=False, tp_size=1, moe_ep_size=1)
-    for tp, ep in ((2, 1), (2, 2), (8, 8), (8, 1)):
-        assert not sgl_model.overlap_moe(on_cuda=True, tp_size=tp, moe_ep_size=ep)
 
 
 def test_counting_waits_for_start_up_and_skips_graph_padding(sglang_process, monkeypatch, tiny_ckpt):
