@@ -27,6 +27,7 @@ from longcat_common import __version__
 from longcat_common.config import LongcatConfig
 from longcat_common.mtp import MtpLayerSteps, mtp_attention_layer_index, mtp_layer_forward, require_mtp_layer
 
+from longcat_vllm.startup_check import reference_mla_on_cpu
 from .loading import load_longcat_weights, quant_config_for_device
 from .model import fused_norm, mla_attention
 
@@ -75,6 +76,7 @@ class LongcatFlashMTP(nn.Module):
     def __init__(self, *, vllm_config: VllmConfig, prefix: str = ""):
         super().__init__()
         self.config = LongcatConfig.from_hf(vllm_config.model_config.hf_config)
+        reference_mla_on_cpu(vllm_config)  # vLLM gives the draft a config of its own, without the target's choice
         require_mtp_layer(self.config)
         quant_config = (None if "mtp" in self.config.disable_quant_module
                         else quant_config_for_device(vllm_config, self.config))
