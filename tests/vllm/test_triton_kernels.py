@@ -75,6 +75,8 @@ def test_moe_cuda_branch_through_vllm_triton_kernels_matches_transformers(result
     assert all(k["fp8"] == fp8 and k["block"] == ([128, 128] if fp8 else None) for k in r["fused_moe_kernel"])
     assert r["fused_moe_kernel"][0]["naive"] == (tokens == 1 and not ep)
     assert r["fill_id"] == (8 if ep else 0), "zero slots: the first remote expert under EP, else expert 0"
+    if tokens > 1:
+        assert r["zero_slots"] > 0 and (r["remote_slots"] > 0) == ep, "zero (and under EP remote) slots present"
     if fp8:
         assert r["standins"].get("_C.per_token_group_fp8_quant") == 1
         assert r["standins"].get("_C.silu_and_mul_per_block_quant") == 1

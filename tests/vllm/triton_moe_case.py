@@ -30,7 +30,8 @@ PREFIX = "model.layers.0.mlp"
 
 
 def engine_config(ckpt: Path, dtype: str):
-    # moe_backend "triton": what vLLM's oracle picks on Hopper for unquantised and TP block-FP8 experts
+    # moe_backend "triton": vLLM's own pick on Hopper for unquantised and TP block-FP8 experts (auto picks
+    # FlashInfer CUTLASS for FP8 with EP there, DeepGEMM / FlashInfer first on other GPUs when installed)
     return EngineArgs(model=str(ckpt), dtype=dtype, enforce_eager=True, max_model_len=512,
                       moe_backend="triton").create_engine_config()
 
@@ -114,7 +115,11 @@ def run(ckpt: Path, hf_moe, x: torch.Tensor, dtype: str, fp8: bool, ep: bool) ->
     moe, cfg = build_moe(ckpt, dtype, fp8, ep)
     got, ran = run_moe(moe, cfg, x.to(getattr(torch, dtype)))
     expert_map = moe.experts.routed_experts.expert_map
+    ids = moe.route(x.to(getattr(torch, dtype))).topk_ids
+    real = ids >= 0
+    remote = real & (expert_map[ids.clamp(min=0).long()] < 0) if expert_map is not None else torch.zeros_like(real)
     want = reference(hf_moe, x, expert_map)
     hf_gap = reference(hf_moe, x, expert_map, torch.bfloat16) - want
     return dict(max_err=float((got.float() - want).abs().max()), ref_max=float(want.abs().max()),
-                transformers_bf16_gap=float(hf_gap.abs().max()), **ran)
+                transformers_bf16_gap=float(hf_gap.abs().max()), zero_slots=int((~real).sum()),
+                remote_slots=int(remote.sum()), **ran)
