@@ -1,0 +1,145 @@
+"""Our MoE layer on SGLang's CUDA MoE path, its Triton kernels in the Triton interpreter (TRITON_INTERPRET=1;
+run by test_triton_kernels.py in its own process, since ``triton.jit`` reads the switch at import).
+
+Runs for real: our ``LongcatMoE`` built through the CUDA branch (``on_cuda=True``: SGLang picks its own
+``UnquantizedFusedMoEMethod`` and the triton runner, FusedMoE out of place), its router and routing,
+SGLang's StandardDispatcher, the runner's Python (``fused_experts_impl``, configs chosen as on an H100)
+and its Triton kernels ``fused_moe_kernel`` (both GEMMs, skipping -1 ids) and, where SGLang picks it,
+``moe_sum_reduce_triton``.
+Stand-ins (tests/sglang/cuda_op_standins.py): sgl-kernel's ``moe_align_block_size`` and
+``moe_sum_reduce`` and the JIT ``silu_and_mul``.
+Patched: the module-level ``_is_cuda`` of the runner's two modules (so their CUDA branches run), the
+method's dispatch pinned to ``forward_cuda``, the custom-op wrappers called directly (as SGLang does in
+eager CUDA execution), the GPU name for the config lookup, and the torch.compile'd top-k sum run eagerly.
+"""
+
+import importlib
+import os
+
+import pytest
+import torch
+
+from tests import oracle
+from tests.sglang import cuda_op_standins
+from tests.sglang.interpreter_bf16_dot import fix_bf16_dot
+
+if os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("needs TRITON_INTERPRET=1 before Triton is imported (tests/sglang/test_triton_kernels.py)",
+                allow_module_level=True)
+
+from longcat_sglang import attention, model as sgl_model  # noqa: E402
+from sglang.kernels.ops.moe import moe_align_small_numel  # noqa: E402
+from sglang.srt import runtime_context  # noqa: E402
+from sglang.srt.configs.model_config import ModelConfig  # noqa: E402
+from sglang.srt.distributed import parallel_state  # noqa: E402
+from sglang.srt.layers.quantization.unquant import UnquantizedFusedMoEMethod  # noqa: E402
+from sglang.srt.model_loader.weight_utils import safetensors_weights_iterator  # noqa: E402
+from sglang.srt.server_args import ServerArgs  # noqa: E402
+from tests.sglang.test_gpu_branch import _free_port  # noqa: E402
+
+RUNNER = "sglang.srt.layers.moe.moe_runner.triton_utils."
+fused_moe = importlib.import_module(RUNNER + "fused_moe")
+align = importlib.import_module(RUNNER + "moe_align_block_size")
+moe_config = importlib.import_module(RUNNER + "fused_moe_triton_config")
+
+
+def cuda_moe_path(mp: pytest.MonkeyPatch) -> None:
+    """The triton runner's CUDA branches, with the CUDA C++ ops replaced by their stand-ins."""
+    mp.setattr(fused_moe, "_is_cuda", True)
+    mp.setattr(fused_moe, "silu_and_mul", cuda_op_standins.silu_and_mul, raising=False)
+    mp.setattr(fused_moe, "moe_sum_reduce", cuda_op_standins.moe_sum_reduce, raising=False)
+    # inductor on a CPU would compile C++ for the <= 32-token top-k sum; the same torch code, eagerly
+    mp.setattr(fused_moe, "moe_sum_reduce_torch_compile",
+               fused_moe.moe_sum_reduce_torch_compile._torchdynamo_orig_callable)
+    # registered for the CUDA key only; on a GPU, eager no-grad calls skip the dispatcher the same way
+    for op in ("inplace_fused_experts", "outplace_fused_experts"):
+        mp.setattr(fused_moe, op, getattr(fused_moe, op).__wrapped__)
+    mp.setattr(align, "_is_cuda", True)
+    mp.setattr(align, "sgl_moe_align_block_size", cuda_op_standins.moe_align_block_size, raising=False)
+    mp.setattr(align, "SMALL_NUMEL_LIMIT", moe_align_small_numel.SMALL_NUMEL_LIMIT, raising=False)
+    mp.setattr(align, "moe_align_small_numel", moe_align_small_numel.moe_align_small_numel, raising=False)
+    mp.setattr(moe_config, "get_device_name", lambda: "NVIDIA H100 80GB HBM3")
+
+
+@pytest.fixture(scope="module")
+def sglang_process(tiny_ckpt):
+    args = ServerArgs(model_path=str(tiny_ckpt), device="cpu", attention_backend="triton",
+                      moe_runner_backend="triton", disable_cuda_graph=True)
+    runtime_context.publish(args, role="test", ranks=runtime_context.SpawnRanks(world_rank=0))
+    parallel_state.init_distributed_environment(world_size=1, rank=0, local_rank=0, backend="gloo",
+                                                distributed_init_method=f"tcp://127.0.0.1:{_free_port()}")
+    parallel_state.initialize_model_parallel()
+    with pytest.MonkeyPatch.context() as mp:
+        cuda_moe_path(mp)
+        fix_bf16_dot(mp)
+        yield
+    parallel_state.destroy_model_parallel()
+    parallel_state.destroy_distributed_environment()
+    runtime_context.reset_context()
+
+
+def cuda_branch_moe(ckpt, dtype: torch.dtype):
+    """Layer 0's LongcatMoE of the model built and loaded through the CUDA branch, parameters in ``dtype``."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sgl_model, "on_cuda_device", lambda: True)
+        # the CUDA rotary needs vllm._custom_ops; attention is not under test here
+        mp.setattr(attention, "get_rope", lambda head_size, **kw: attention.PortableRope(
+            head_size, kw["max_position"], kw["base"]))
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            model = sgl_model.LongcatFlashForCausalLM(ModelConfig(str(ckpt)).hf_config, None)
+        finally:
+            torch.set_default_dtype(default)
+        model.load_weights(safetensors_weights_iterator(sorted(str(p) for p in ckpt.glob("*.safetensors"))))
+    moe = model.model.layers[0].mlp
+    method = moe.experts.quant_method
+    assert type(method) is UnquantizedFusedMoEMethod and method.runner.runner_backend.is_triton()
+    method._forward_method = method.forward_cuda  # what SGLang's dispatch resolves to on a GPU
+    return moe
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_ckpt, long_prompt_ids):
+    """(transformers' MoE layer 0, its real input [110, H]) in fp32."""
+    hf_moe, x, _ = oracle.moe_layer_io(tiny_ckpt, long_prompt_ids)
+    return hf_moe, x
+
+
+@pytest.fixture(scope="module", params=[torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def moe(request, sglang_process, tiny_ckpt):
+    return cuda_branch_moe(tiny_ckpt, request.param)
+
+
+# T: one decode token; an awkward 13 (<= 32: SGLang sums the top-k in torch); 110 (its sgl-kernel sum)
+# Relative to max |output|. fp32 is not 1e-4: SGLang's runner computes a non-bf16 MoE with
+# compute_type fp16 (fused_moe.py: ``compute_type = tl.bfloat16 if ... else tl.float16``), so both GEMMs'
+# outputs are rounded to fp16 (fused_moe_kernel: ``accumulator.to(compute_type)``) on a GPU as here.
+TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 1e-2}
+
+
+@pytest.mark.parametrize("tokens", [1, 13, 110])
+@torch.no_grad()
+def test_cuda_moe_path_matches_transformers(moe, reference, tokens):
+    hf_moe, x_ref = reference
+    dtype = moe.experts.w13_weight.dtype
+    x = x_ref[:tokens].to(dtype, copy=True)
+    before = x.clone()
+    got = moe(x)
+    want = hf_moe(before.float()[None])[0]
+    err = (got.float() - want).abs().max().item()
+    print(f"{dtype} T={tokens}: max |err| {err:.3g} (max |out| {want.abs().max().item():.3g})")
+    assert torch.equal(x, before), "the MoE input was written (the identity term and mlps[0] read it again)"
+    assert err <= TOLERANCE[dtype] * want.abs().max().item(), f"max |err| {err}"
+
+
+@torch.no_grad()
+def test_zero_slots_reach_the_kernels_as_minus_one(moe, reference, monkeypatch):
+    """The prompt routes ~40% of slots to zero experts: SGLang's kernels must get -1 and skip them."""
+    seen = []
+    real = align.moe_align_block_size
+    monkeypatch.setattr(fused_moe, "moe_align_block_size",
+                        lambda ids, *a, **k: seen.append(ids.clone()) or real(ids, *a, **k))
+    moe(reference[1][:13].to(moe.experts.w13_weight.dtype, copy=True))
+    ids = seen[0]
+    assert (ids == -1).any() and (ids >= 0).any() and ids.max() < moe.config.n_routed_experts
