@@ -13,6 +13,7 @@ method's dispatch pinned to ``forward_cuda``, the custom-op wrappers called dire
 eager CUDA execution), the GPU name for the config lookup, and the torch.compile'd top-k sum run eagerly.
 """
 
+import contextlib
 import importlib
 import os
 
@@ -61,21 +62,29 @@ def cuda_moe_path(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(moe_config, "get_device_name", lambda: "NVIDIA H100 80GB HBM3")
 
 
-@pytest.fixture(scope="module")
-def sglang_process(tiny_ckpt):
-    args = ServerArgs(model_path=str(tiny_ckpt), device="cpu", attention_backend="triton",
+@contextlib.contextmanager
+def sglang_in_process(ckpt):
+    """SGLang's published config (triton attention and MoE runner) and TP=1 process groups in this process."""
+    args = ServerArgs(model_path=str(ckpt), device="cpu", attention_backend="triton",
                       moe_runner_backend="triton", disable_cuda_graph=True)
     runtime_context.publish(args, role="test", ranks=runtime_context.SpawnRanks(world_rank=0))
     parallel_state.init_distributed_environment(world_size=1, rank=0, local_rank=0, backend="gloo",
                                                 distributed_init_method=f"tcp://127.0.0.1:{_free_port()}")
     parallel_state.initialize_model_parallel()
-    with pytest.MonkeyPatch.context() as mp:
+    try:
+        yield
+    finally:
+        parallel_state.destroy_model_parallel()
+        parallel_state.destroy_distributed_environment()
+        runtime_context.reset_context()
+
+
+@pytest.fixture(scope="module")
+def sglang_process(tiny_ckpt):
+    with sglang_in_process(tiny_ckpt), pytest.MonkeyPatch.context() as mp:
         cuda_moe_path(mp)
         fix_bf16_dot(mp)
         yield
-    parallel_state.destroy_model_parallel()
-    parallel_state.destroy_distributed_environment()
-    runtime_context.reset_context()
 
 
 def cuda_branch_moe(ckpt, dtype: torch.dtype):

@@ -2,8 +2,8 @@
 
 ``triton.jit`` reads TRITON_INTERPRET when a kernel module is imported, and this pytest process has
 imported SGLang's kernels already (other test files), so the tier runs as its own pytest session with
-the switch set: tests/sglang/interpreted_moe.py (what runs for real, what stands in and what is patched
-is in its docstring).
+the switch set: tests/sglang/interpreted_moe.py and interpreted_attention.py (what runs for real, what
+stands in and what is patched is in their docstrings).
 """
 
 import os
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
-TIER = ["tests/sglang/interpreted_moe.py"]
+TIER = ["tests/sglang/interpreted_moe.py", "tests/sglang/interpreted_attention.py"]
 
 
 def test_interpreted_tier():
