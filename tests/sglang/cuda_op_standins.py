@@ -81,3 +81,20 @@ def moe_sum_reduce(input_tensor, output_tensor, routed_scaling_factor=0) -> None
     _check(output_tensor, "output_tensor", input_tensor.dtype, (t, h))
     output_tensor.copy_((input_tensor.float().sum(1) * routed_scaling_factor).to(output_tensor.dtype))
 
+
+
+def per_token_group_quant_fp8(x, group_size, eps=1e-10, column_major_scales=False, scale_tma_aligned=False,
+                              scale_ue8m0=False, fuse_silu_and_mul=False, masked_m=None, enable_v2=None,
+                              output_q=None, output_s=None):
+    """``sglang_per_token_group_quant_fp8`` (the JIT per-token-group quant SGLang calls on CUDA): per row
+    and group of ``group_size`` columns, ``s = max(max |x|, eps) / fp8_max`` (fp32, row-major
+    [..., K / group_size] here) and ``q = clamp(x / s)`` in e4m3fn."""
+    assert not (column_major_scales or scale_tma_aligned or scale_ue8m0 or fuse_silu_and_mul or masked_m is not None
+                or output_q is not None or output_s is not None), "not on the block-FP8 triton MoE path"
+    _check(x, "x")
+    assert x.shape[-1] % group_size == 0, "the last dim must split into groups"
+    fp8 = torch.finfo(torch.float8_e4m3fn)
+    g = x.float().view(*x.shape[:-1], -1, group_size)
+    s = g.abs().amax(-1, keepdim=True).clamp(min=eps) / fp8.max
+    q = (g / s).clamp(fp8.min, fp8.max).to(torch.float8_e4m3fn)
+    return q.view(x.shape), s.squeeze(-1).contiguous()
