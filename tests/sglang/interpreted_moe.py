@@ -30,7 +30,7 @@ if os.environ.get("TRITON_INTERPRET") != "1":
                 allow_module_level=True)
 
 from longcat_common.routing import add_identity, route_with_zero_experts  # noqa: E402
-from longcat_sglang import attention, model as sgl_model  # noqa: E402
+from longcat_sglang import model as sgl_model  # noqa: E402
 from sglang.srt.layers.moe.moe_runner import MoeRunnerConfig  # noqa: E402
 from sglang.srt.layers.moe.topk import StandardTopKOutput  # noqa: E402
 from sglang.kernels.ops.moe import moe_align_small_numel  # noqa: E402
@@ -101,9 +101,6 @@ def cuda_branch_moe(ckpt, dtype: torch.dtype, quant_config=None):
     """Layer 0's LongcatMoE of the model built and loaded through the CUDA branch, parameters in ``dtype``."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sgl_model, "on_cuda_device", lambda: True)
-        # the CUDA rotary needs vllm._custom_ops; attention is not under test here
-        mp.setattr(attention, "get_rope", lambda head_size, **kw: attention.PortableRope(
-            head_size, kw["max_position"], kw["base"]))
         default = torch.get_default_dtype()
         torch.set_default_dtype(dtype)
         try:

@@ -49,7 +49,7 @@ def test_stock_cpu_kernel_is_wrong_on_strided_mla_views():
 def test_plugin_rope_is_right_on_strided_mla_views():
     positions, q, kv = _inputs()
     want_q, want_k = _reference(positions, q, kv)
-    ours = MlaRope(_stock_rope(), ROT, MAX_POS, THETA)
+    ours = MlaRope(ROT, MAX_POS, THETA)
     got_q, got_k = ours(positions, q[..., NOPE:], kv[:, None, 512:])
     torch.testing.assert_close(got_q, want_q, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(got_k, want_k, rtol=1e-6, atol=1e-6)
@@ -61,7 +61,7 @@ def test_plugin_rope_kernel_path_equals_portable_rotation_bf16_yarn():
     yarn = {"factor": 4.0, "original_max_position_embeddings": 64, "beta_fast": 32.0, "beta_slow": 1.0,
             "mscale": 1.0, "mscale_all_dim": 1.0}
     cache = rope_cos_sin_cache(ROT, MAX_POS, THETA, yarn)
-    ours = MlaRope(_stock_rope(), ROT, MAX_POS, THETA, yarn)
+    ours = MlaRope(ROT, MAX_POS, THETA, yarn)
     positions, q, kv = _inputs()
     positions = positions * 40  # past the original context, where YaRN differs from plain RoPE
     q, kv = q.bfloat16(), kv.bfloat16()
