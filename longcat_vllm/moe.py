@@ -126,7 +126,9 @@ class LongcatRouter(nn.Module):
                                                     requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits, _ = self.classifier(x)
+        # fp32 in: GateLinear's bf16-input tiers (bf16x3 CuteDSL on SM100, cuBLAS bf16 -> fp32) are
+        # GPU-only numerics; with fp32 input every device takes its fp32 F.linear, which the CPU runs too
+        logits, _ = self.classifier(x.float())
         return logits.float()
 
 
