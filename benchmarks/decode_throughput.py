@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--transformers", action="store_true", help="also time transformers' generate")
     args = parser.parse_args()
     contenders = ("plugin", "built-in") + (("transformers",) if args.transformers else ())
-    from longcat_common.tiny import write_checkpoint
+    from longcat_common.testing.tiny import write_checkpoint
 
     load_before = os.getloadavg()[0]
     ckpt = str(write_checkpoint(Path(tempfile.mkdtemp(prefix="longcat-bench-")), preset="bench"))

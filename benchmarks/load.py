@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from longcat_common.tiny import write_checkpoint  # noqa: E402
+from longcat_common.testing.tiny import write_checkpoint  # noqa: E402
 
 from tests.server import free_port, running_server  # noqa: E402
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from alternated import time_alternated
 from count_timer import per_call_seconds
 from longcat_common.metrics import FLUSH_INTERVAL
-from longcat_common.tiny import PRESETS, write_checkpoint
+from longcat_common.testing.tiny import PRESETS, write_checkpoint
 from workload import NEW_TOKENS, PROMPT_LEN, prompts
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import torch
 from vllm._custom_ops import cpu_fused_moe, cpu_prepack_moe_weight
 
 from longcat_common.routing import MASKED_SLOT
-from longcat_common.tiny import PRESETS
+from longcat_common.testing.tiny import PRESETS
 from timing import median_seconds
 
 P = PRESETS["bench"]

@@ -1,7 +1,7 @@
 """Decode tokens/s in vLLM + the plugin with and without MTP speculative decoding, good-draft preset.
 
 Draft preset checkpoint (random weights wired so the MTP draft agrees with the target ~90%, see
-longcat_common.tiny_draft), bf16, 16-token prompts, 64 new tokens (EOS ignored), batch 1 and 8, greedy;
+longcat_common.testing.draft), bf16, 16-token prompts, 64 new tokens (EOS ignored), batch 1 and 8, greedy;
 median of 3 timed runs after a warm-up. One engine per configuration (no MTP; MTP with 1 and 2 draft
 tokens), each in its own process, one after the other on the same 2 CPU cores
 (VLLM_CPU_OMP_THREADS_BIND=0-1). Acceptance: vLLM's accepted / drafted draft-token counters over the runs.
@@ -51,7 +51,7 @@ def main() -> None:
     if args.one:
         print("RESULT " + json.dumps(measure(args.one[0], int(args.one[1]), args.eager)))
         return
-    from longcat_common.tiny import write_checkpoint
+    from longcat_common.testing.tiny import write_checkpoint
 
     ckpt = str(write_checkpoint(Path(tempfile.mkdtemp(prefix="longcat-bench-")), preset="draft"))
     results = {}

@@ -1,6 +1,6 @@
 """SGLang decode tokens/s with and without MTP (NEXTN) speculative decoding, on the good-draft preset.
 
-Draft preset checkpoint (its MTP draft agrees with the target most of the time, see common/tiny_draft.py),
+Draft preset checkpoint (its MTP draft agrees with the target most of the time, see common/testing/draft.py),
 served bf16 on CPU by ``sglang.launch_server`` with this plugin (one core, as in the tests), 16-token
 prompts, 64 new tokens (EOS ignored), greedy, batch 1 and 8 (one /generate call carrying the batch);
 median of several timed runs after a warm-up. The NEXTN server uses LongCat-Flash's official flags;
@@ -48,7 +48,7 @@ def rates(ckpt: Path, log: Path, args: list[str]) -> tuple[dict[int, float], dic
 
 
 def main() -> None:
-    from longcat_common.tiny import write_checkpoint
+    from longcat_common.testing.tiny import write_checkpoint
 
     work = Path(tempfile.mkdtemp(prefix="longcat-sglang-mtp-"))
     ckpt = write_checkpoint(work / "ckpt", preset="draft")

@@ -1,6 +1,6 @@
 """The chat message roles LongCat-Flash's chat templates render.
 
-The official templates (and the ones ``tiny.py`` generates after them) are if/elif chains over these
+The official templates (and the ones ``testing/tiny.py`` generates after them) are if/elif chains over these
 roles with no else branch: a message with any other role ("wizard") silently vanishes from the prompt
 and the request is answered as if it had not been sent. Both plugins refuse such a request with a 400
 naming the role instead (``longcat_vllm.renderer``, ``longcat_sglang.request_guard``).

@@ -8,7 +8,7 @@ On a GPU node, e.g.:
 
 Without a GPU this adds SGLang's CPU settings (``--device cpu --attention-backend torch_native
 --disable-cuda-graph``) and binds one core per TP rank (SGLANG_CPU_OMP_THREADS_BIND). Without MODEL it
-first writes the tiny random test checkpoint (``python -m longcat_common.tiny``) and serves that.
+first writes the tiny random test checkpoint (``python -m longcat_common.testing.tiny``) and serves that.
 The server log says ``LongcatFlashForCausalLM served by longcat_sglang`` once per rank.
 Then: python examples/sglang_client.py http://127.0.0.1:PORT
 """
@@ -28,7 +28,7 @@ def main(argv: list[str]) -> None:
     if argv and not argv[0].startswith("--"):
         model, args = argv[0], argv[1:]
     else:
-        from longcat_common.tiny import write_checkpoint
+        from longcat_common.testing.tiny import write_checkpoint
 
         model, args = str(write_checkpoint(Path(tempfile.mkdtemp(prefix="longcat-tiny-")))), argv
         print(f"serving the tiny random checkpoint {model}", flush=True)

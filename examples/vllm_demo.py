@@ -16,7 +16,7 @@ from pathlib import Path
 
 from chat_client import chat
 
-from longcat_common.tiny import write_checkpoint
+from longcat_common.testing.tiny import write_checkpoint
 
 OURS = "served by longcat_vllm"
 

@@ -1,4 +1,4 @@
-"""Engine-free checks of an agent turn served from a scripted checkpoint (longcat_common.tiny_agent),
+"""Engine-free checks of an agent turn served from a scripted checkpoint (longcat_common.testing.agent),
 shared by the vLLM and SGLang parser tests: what the openai client gets, whole and streamed."""
 
 import json
@@ -7,7 +7,7 @@ import pytest
 
 from transformers import PreTrainedTokenizerFast  # AutoTokenizer reads the 2601-shaped config.json
 
-from longcat_common.tiny_agent import SCRIPT_CALLS, SCRIPT_TOOLS, SCRIPTS
+from longcat_common.testing.agent import SCRIPT_CALLS, SCRIPT_TOOLS, SCRIPTS
 
 MODEL = "longcat-agent"
 MESSAGES = [{"role": "system", "content": "Be brief."},

@@ -5,7 +5,7 @@ import json
 import pytest
 from tokenizers import Tokenizer
 
-from longcat_common.tiny import write_checkpoint
+from longcat_common.testing.tiny import write_checkpoint
 
 PROMPTS = (  # typical prompts: English prose like the tokenizer's training text, code, the chat format
     "The keeper climbed the stairs and lit the lamp before the sun had set.",

@@ -7,7 +7,7 @@ from longcat_common.checkpoint import ParamTarget
 from longcat_common.config import LongcatConfig
 from longcat_common.fp8 import dequantize_block_fp8, quantize_block_fp8
 from longcat_common.loading import check_fused_qkv_a_blocks, fuse_qkv_a
-from longcat_common.tiny import FP8_QUANTIZATION_CONFIG, hub_config
+from longcat_common.testing.tiny import FP8_QUANTIZATION_CONFIG, hub_config
 
 ATTN = "model.layers.0.self_attn.1"
 

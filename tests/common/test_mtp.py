@@ -7,7 +7,7 @@ from longcat_common.checkpoint import MTP_PREFIX
 from longcat_common.config import MLA_CPU_LATENT
 from longcat_common.loading import checkpoint_targets
 from longcat_common.mtp import MtpLayerSteps, mtp_attention_layer_index, mtp_layer_forward
-from longcat_common.tiny import PRESETS
+from longcat_common.testing.tiny import PRESETS
 
 from . import reference_forward as ref
 from . import reference_mtp

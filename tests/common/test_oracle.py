@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from longcat_common.checkpoint import checkpoint_shapes
-from longcat_common.tiny import write_checkpoint
+from longcat_common.testing.tiny import write_checkpoint
 from tests import oracle
 from tests.common import reference_forward as ref
 

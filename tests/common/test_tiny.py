@@ -13,7 +13,7 @@ from transformers import AutoTokenizer
 from longcat_common.checkpoint import checkpoint_shapes, expected_tensors
 from longcat_common.config import MLA_CPU_LATENT, LongcatConfig
 from longcat_common.fp8 import FP8_DTYPE, quantize_block_fp8
-from longcat_common.tiny import PRESETS, hub_config, write_checkpoint
+from longcat_common.testing.tiny import PRESETS, hub_config, write_checkpoint
 
 
 def read_checkpoint(ckpt) -> tuple[dict, dict, dict[str, torch.Tensor]]:
@@ -137,7 +137,7 @@ def test_never_predicts_unprintable_or_padded_ids(tiny_ckpt):
 
 def test_cli(tmp_path):
     out = tmp_path / "cli"
-    result = subprocess.run([sys.executable, "-m", "longcat_common.tiny", str(out), "--fp8", "--seed", "3"],
+    result = subprocess.run([sys.executable, "-m", "longcat_common.testing.tiny", str(out), "--fp8", "--seed", "3"],
                             capture_output=True, text=True, check=True)
     assert str(out) in result.stdout
     raw = json.loads((out / "config.json").read_text())

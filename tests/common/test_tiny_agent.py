@@ -5,8 +5,8 @@ import pytest
 from transformers import PreTrainedTokenizerFast  # AutoTokenizer reads the 2601-shaped config.json
 
 from longcat_common.reasoning import split_reasoning
-from longcat_common.tiny import write_checkpoint
-from longcat_common.tiny_agent import LONGCAT_TOKENS, SCRIPT_CALLS, SCRIPT_TOOLS, SCRIPTS, script_text
+from longcat_common.testing.tiny import write_checkpoint
+from longcat_common.testing.agent import LONGCAT_TOKENS, SCRIPT_CALLS, SCRIPT_TOOLS, SCRIPTS, script_text
 from longcat_common.tool_calls import ToolCall, split_tool_calls
 from tests import oracle
 

@@ -20,7 +20,7 @@ import types
 import pytest
 import torch
 
-from longcat_common.tiny import write_checkpoint
+from longcat_common.testing.tiny import write_checkpoint
 from tests import oracle
 
 if os.environ.get("TRITON_INTERPRET") != "1":

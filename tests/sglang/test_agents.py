@@ -8,7 +8,7 @@ import pytest
 from openai import OpenAI
 from transformers import PreTrainedTokenizerFast
 
-from longcat_common.tiny import write_checkpoint
+from longcat_common.testing.tiny import write_checkpoint
 from longcat_sglang.parsers import IN_USE
 from tests import agents, metrics_check
 from tests.agents import (  # noqa: F401 (engine-independent tests, collected here with this module's server)

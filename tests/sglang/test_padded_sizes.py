@@ -12,7 +12,7 @@ expert FFN 96 -> 128) in test_fp8.py, bf16 at TP=2 (FFN 416 -> 448, expert FFN 9
 
 import pytest
 
-from longcat_common.tiny import write_checkpoint
+from longcat_common.testing.tiny import write_checkpoint
 from longcat_sglang.model import ACTIVE_MESSAGE
 from tests import oracle
 from tests.sglang.parity import check_prompt_logprobs, greedy_matches

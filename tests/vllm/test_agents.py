@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
-from longcat_common.tiny import write_checkpoint
+from longcat_common.testing.tiny import write_checkpoint
 from longcat_vllm.plugin import PARSERS_REGISTERED
 from tests import agents, metrics_check
 from tests.agents import (  # noqa: F401 (engine-independent tests, collected here with this module's server)

@@ -1,15 +1,15 @@
 """Random LongCat-Flash checkpoints in the exact Hub layout, for tests and benchmarks.
 
-    python -m longcat_common.tiny OUT_DIR [--fp8] [--preset tiny|bench|draft|odd] [--seed N]
+    python -m longcat_common.testing.tiny OUT_DIR [--fp8] [--preset tiny|bench|draft|odd] [--seed N]
                                   [--flavour chat|thinking|2601 [--scripted]]
 
 Writes config.json (no model_type, like the Hub's), generation_config.json, sharded safetensors
 (one shard per decoder layer; embeddings in the first, final norm, lm_head and MTP in a last one) with
-model.safetensors.index.json, and a small real tokenizer (``tiny_tokenizer``). ``--fp8`` writes the
+model.safetensors.index.json, and a small real tokenizer (``longcat_common.testing.tokenizer``). ``--fp8`` writes the
 Chat-FP8 layout: every quantisable linear as e4m3 + fp32 ``weight_scale_inv`` (128x128 blocks), the
 quantisation of the very bf16 weights the same seed gives without ``--fp8``. ``--flavour`` adds
 LongCat's special tokens and that model's chat template (2601 also its config shape: LongcatCausalLM
-with YaRN), ``--scripted`` weights whose greedy output is a fixed agent turn (``tiny_agent``).
+with YaRN), ``--scripted`` weights whose greedy output is a fixed agent turn (``longcat_common.testing.agent``).
 
 The weights are random but conditioned like a trained model where tests need it:
   * 1/sqrt(fan_in) inits, output projections (o_proj, down_proj) at half gain, so the residual stream
@@ -22,7 +22,7 @@ The weights are random but conditioned like a trained model where tests need it:
     experts: on tiny, ~40% of the top-k slots are zero experts and ~40% of tokens give them more than
     half their routing weight (tests/common/test_oracle.py measures this and the top-1 margins).
 The ``draft`` preset (awkward sizes) rewrites the embeddings, lm_head and MTP eh_proj so that the MTP
-draft is good (``tiny_draft``).
+draft is good (``longcat_common.testing.draft``).
 """
 
 import argparse
@@ -34,12 +34,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .checkpoint import MTP_PREFIX, checkpoint_shapes, expected_tensors
-from .config import LongcatConfig
-from .fp8 import BLOCK, quantize_block_fp8
-from .tiny_agent import FLAVOUR_CONFIG, FLAVOURS, TEMPLATES, agent_tokenizer, script_chain, script_weights
-from .tiny_draft import good_draft_weights
-from .tiny_tokenizer import CHAT_TEMPLATE, BOS_ID, EOS_ID, build_tokenizer, muted_token_ids, write_tokenizer
+from ..checkpoint import MTP_PREFIX, checkpoint_shapes, expected_tensors
+from ..config import LongcatConfig
+from ..fp8 import BLOCK, quantize_block_fp8
+from .agent import FLAVOUR_CONFIG, FLAVOURS, TEMPLATES, agent_tokenizer, script_chain, script_weights
+from .draft import good_draft_weights
+from .tokenizer import CHAT_TEMPLATE, BOS_ID, EOS_ID, build_tokenizer, muted_token_ids, write_tokenizer
 
 PRESETS = {
     # loads in seconds; kv_lora_rank + qk_rope_head_dim = 576 for the engines' CPU MLA backends
@@ -50,7 +50,7 @@ PRESETS = {
     "bench": dict(hidden_size=1024, num_layers=4, num_attention_heads=8, q_lora_rank=384, kv_lora_rank=512,
                   qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, ffn_hidden_size=2048,
                   expert_ffn_hidden_size=256, n_routed_experts=64, zero_expert_num=32, moe_topk=8),
-    # good MTP draft (tiny_draft); sizes off the 64/128/256 grid, 3 heads per rank at TP=2
+    # good MTP draft (testing/draft.py); sizes off the 64/128/256 grid, 3 heads per rank at TP=2
     "draft": dict(hidden_size=288, num_layers=2, num_attention_heads=6, q_lora_rank=96, kv_lora_rank=512,
                   qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, ffn_hidden_size=416,
                   expert_ffn_hidden_size=96, n_routed_experts=12, zero_expert_num=4, moe_topk=3),
@@ -183,7 +183,7 @@ def write_checkpoint(out_dir, preset: str = "tiny", fp8: bool = False, seed: int
 
     ``overrides`` is merged into config.json only (a None value deletes the key): the tensors always
     follow the preset, so tests can write configs that are wrong for their checkpoint. ``flavour`` and
-    ``scripted``: see ``tiny_agent`` (without a flavour: the plain tokenizer, Flash-Chat's template).
+    ``scripted``: see ``longcat_common.testing.agent`` (without a flavour: the plain tokenizer, Flash-Chat's template).
     """
     if scripted and not flavour:
         raise ValueError("scripted checkpoints need a flavour (chat, thinking or 2601)")
@@ -208,7 +208,7 @@ def write_checkpoint(out_dir, preset: str = "tiny", fp8: bool = False, seed: int
     if fp8:
         tensors = quantize_weights(tensors, config)
     if {n: tuple(t.shape) for n, t in tensors.items()} != expected_tensors(config, include_mtp=True):
-        raise RuntimeError("longcat_common.tiny is out of step with checkpoint.expected_tensors")
+        raise RuntimeError("longcat_common.testing.tiny is out of step with checkpoint.expected_tensors")
     write_safetensors(out_dir, tensors, config.num_layers)
 
     raw.update(overrides or {})
@@ -220,7 +220,7 @@ def write_checkpoint(out_dir, preset: str = "tiny", fp8: bool = False, seed: int
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m longcat_common.tiny", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m longcat_common.testing.tiny", description=__doc__.split("\n")[0])
     parser.add_argument("out_dir")
     parser.add_argument("--fp8", action="store_true", help="Chat-FP8 layout (block-FP8 linears)")
     parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))

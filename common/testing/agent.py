@@ -1,7 +1,7 @@
 """Agent flavours of the generated checkpoints: LongCat's special tokens, a chat template per flavour,
 and "scripted" weights whose greedy output is a fixed text (for the tool-call and reasoning tests).
 
-    python -m longcat_common.tiny OUT --flavour chat|thinking|2601 [--scripted]
+    python -m longcat_common.testing.tiny OUT --flavour chat|thinking|2601 [--scripted]
 
 Flavours (the chat format of the model family; real checkpoints ship their own templates):
   chat      Flash-Chat: ``SYSTEM:{s} [Round 0] USER:{q} ASSISTANT:``, JSON tool calls
@@ -27,8 +27,8 @@ margin of about ``SCRIPT_LOGIT`` whatever the (still random) layers do. Where th
 import torch
 from tokenizers import AddedToken, Tokenizer
 
-from .checkpoint import MTP_PREFIX
-from .tiny_tokenizer import EOS
+from ..checkpoint import MTP_PREFIX
+from .tokenizer import EOS
 
 LONGCAT_TOKENS = (
     "<longcat_think>", "</longcat_think>", "<longcat_tool_call>", "</longcat_tool_call>",

@@ -1,4 +1,4 @@
-"""Weights of the ``draft`` preset: a random checkpoint whose MTP draft is good (python -m longcat_common.tiny
+"""Weights of the ``draft`` preset: a random checkpoint whose MTP draft is good (python -m longcat_common.testing.tiny
 OUT --preset draft), so speculative decoding accepts most draft tokens and a wrong draft shows.
 
 Target: the next token is mostly a fixed function of the current one, ``perm(current)`` for a random
@@ -18,8 +18,8 @@ bigram. The reference (tests/common/reference_mtp.py) predicts the acceptance; d
 
 import torch
 
-from .checkpoint import MTP_EMBEDDING, MTP_PREFIX
-from .config import LongcatConfig
+from ..checkpoint import MTP_EMBEDDING, MTP_PREFIX
+from ..config import LongcatConfig
 
 EMBED_SCALE = 0.25
 LOGIT_GAIN = 0.8  # lm_head row norm: the logit of perm(current) is about LOGIT_GAIN * sqrt(H)
