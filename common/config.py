@@ -14,7 +14,9 @@ ZERO_EXPERT_TYPES = ("identity",)
 MLA_CPU_LATENT = 576  # kv_lora_rank + qk_rope_head_dim the engines' CPU MLA backends accept
 ARCHITECTURES = ("LongcatFlashForCausalLM", "LongcatCausalLM")  # Flash-Chat / -Thinking, Thinking-2601
 
-# Fields of LongCat variants this package does not implement; a config that sets one fails at load.
+# Fields of LongCat variants this package does not implement (field -> feature). Where the engine has a
+# built-in class for the architecture, such a config is handed to it (unsupported_features); otherwise
+# LongcatConfig refuses it at load.
 UNSUPPORTED_FIELDS = {
     "ngram_vocab_size_ratio": "n-gram embeddings (LongCat-Flash-Lite)",
     "oe_vocab_size_ratio": "n-gram embeddings (LongCat-Flash-Lite)",
@@ -69,10 +71,9 @@ class LongcatConfig:
     @classmethod
     def from_dict(cls, raw: dict) -> "LongcatConfig":
         raw = dict(raw)
-        for name, feature in UNSUPPORTED_FIELDS.items():
-            if raw.get(name):
-                raise ValueError(f"LongCat-Flash config: '{name}' ({feature}) is not supported "
-                                 "by longcat-flash-plugins")
+        for name, feature in unsupported_features(raw).items():
+            raise ValueError(f"LongCat-Flash config: '{name}' ({feature}) is not supported "
+                             "by longcat-flash-plugins")
         rope_params = raw.get("rope_parameters") or {}
         if raw.get("rope_theta") is None and "rope_theta" in rope_params:
             raw["rope_theta"] = rope_params["rope_theta"]
@@ -205,6 +206,18 @@ class LongcatConfig:
             raise ValueError(f"LongCat-Flash: unsupported quantization_config {qc!r}; supported is block FP8 "
                              "(quant_method 'fp8' with weight_block_size [128, 128])")
         return tuple(block)
+
+
+def unsupported_features(config) -> dict[str, str]:
+    """The fields of ``config`` (a config.json dict or any engine's config object) that turn on a LongCat
+    feature this package does not implement -> that feature, in UNSUPPORTED_FIELDS' order; {} when we serve it."""
+    get = config.get if isinstance(config, dict) else lambda name: getattr(config, name, None)
+    return {name: feature for name, feature in UNSUPPORTED_FIELDS.items() if get(name)}
+
+
+def unsupported_reason(config) -> str | None:
+    """``"index_topk (sparse (indexer) attention), ..."`` for a config we do not serve, None otherwise."""
+    return ", ".join(f"{name} ({feature})" for name, feature in unsupported_features(config).items()) or None
 
 
 def _required(f) -> bool:
