@@ -88,3 +88,30 @@ def test_unsupported_quantization_is_named():
         c.fp8_block_size()
     fp8 = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic", "weight_block_size": [128, 128]}
     assert LongcatConfig.from_dict({**CHAT, "quantization_config": fp8}).fp8_block_size() == (128, 128)
+
+
+@pytest.mark.parametrize("fields, reason", [
+    ({"ngram_vocab_size_ratio": 78, "emb_neighbor_num": 4, "emb_split_num": 4},
+     "ngram_vocab_size_ratio (n-gram embeddings (LongCat-Flash-Lite)), emb_neighbor_num"),
+    ({"oe_vocab_size_ratio": 78}, "oe_vocab_size_ratio (n-gram embeddings (LongCat-Flash-Lite))"),
+    ({"index_topk": 2048}, "index_topk (sparse (indexer) attention)"),
+    ({"use_ngram_embedding": True}, "use_ngram_embedding (n-gram embeddings"),
+])
+def test_unsupported_variants_are_named_from_dicts_and_config_objects(fields, reason):
+    from types import SimpleNamespace
+
+    from longcat_common.config import unsupported_features, unsupported_reason
+
+    raw = {**CHAT, **fields}
+    assert unsupported_reason(raw).startswith(reason)
+    assert unsupported_reason(SimpleNamespace(**raw)) == unsupported_reason(raw)
+    assert set(unsupported_features(raw)) == set(fields)
+    with pytest.raises(ValueError, match=f"'{next(iter(fields))}'.*not supported"):
+        LongcatConfig.from_dict(raw)
+
+
+def test_served_configs_have_no_unsupported_reason():
+    from longcat_common.config import unsupported_reason
+
+    assert unsupported_reason(CHAT) is None
+    assert unsupported_reason({**CHAT, "index_topk": None, "oe_vocab_size_ratio": 0}) is None
