@@ -26,14 +26,15 @@ logger = logging.getLogger("vllm.longcat_flash_plugins")
 
 
 def keep_builtins(registry, names) -> None:
-    """Alias vLLM's registration of each of ``names`` it has; call before registering ours (idempotent)."""
+    """Alias vLLM's registration of each of ``names`` it has (not ours: idempotent)."""
     for name in names:
-        if name in registry.models and BUILTIN + name not in registry.models:
-            registry.models[BUILTIN + name] = registry.models[name]
+        entry = registry.models.get(name)
+        if entry is not None and not getattr(entry, "module_name", "").startswith("longcat_vllm."):
+            registry.models.setdefault(BUILTIN + name, entry)
 
 
 def hand_back_variants(convertors: dict, registry, names) -> None:
-    """Wraps the converters of LongCat's model types (idempotent)."""
+    """Wraps the converters of LongCat's model types so that they call ``hand_back`` first (idempotent)."""
 
     class HandBack:
         def convert(self, *args, **kwargs):
