@@ -17,7 +17,10 @@ from longcat_common.testing.tiny import write_checkpoint
 from longcat_vllm.parsers import LongcatJsonToolParser
 
 CALL = '<longcat_tool_call>\n{{"name": "get_weather", "{key}": {args}}}\n</longcat_tool_call>'
-PARIS, ROME = CALL.format(key="arguments", args='{"city": "Paris"}'), CALL.format(key="arguments", args='{"city": "Rome"}')
+PARIS = CALL.format(key="arguments", args='{"city": "Paris"}')
+ROME = CALL.format(key="arguments", args='{"city": "Rome"}')
+PARAMETERS = CALL.format(key="parameters", args='{"city": "Paris"}')
+STRING_ARGUMENTS = CALL.format(key="arguments", args=json.dumps('{"city": "Paris"}'))
 BROKEN = CALL.format(key="arguments", args='{"city": }')
 PARIS_CALL = [("get_weather", {"city": "Paris"})]
 # output -> (tool calls, content) both parsers give
@@ -33,11 +36,9 @@ SAME = {
 DIFFERENT = {
     PARIS + "\nDone.": ((PARIS_CALL, None), (PARIS_CALL, "Done.")),  # vLLM drops the text after the call
     PARIS + "\n" + BROKEN: (([], PARIS + "\n" + BROKEN), (PARIS_CALL, BROKEN)),  # vLLM drops the good call too
-    CALL.format(key="parameters", args='{"city": "Paris"}'): (([], CALL.format(key="parameters", args='{"city": "Paris"}')),
-                                                               (PARIS_CALL, None)),
+    PARAMETERS: (([], PARAMETERS), (PARIS_CALL, None)),  # vLLM reads "arguments" only
     # arguments written as a JSON string: vLLM passes on the string, double-encoded
-    CALL.format(key="arguments", args=json.dumps('{"city": "Paris"}')): (([("get_weather", '{"city": "Paris"}')], None),
-                                                                        (PARIS_CALL, None)),
+    STRING_ARGUMENTS: (([("get_weather", '{"city": "Paris"}')], None), (PARIS_CALL, None)),
 }
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}}}}]

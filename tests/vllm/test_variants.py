@@ -80,7 +80,8 @@ def runs(tmp_path_factory):
                                 overrides={"architectures": [arch], **VARIANTS[variant]})
         spec[case_name(arch, variant)] = {"model": str(path)}
     for variant in EXPECTED_DRAFT:
-        spec[f"mtp-{variant}"] = {"model": spec[case_name("LongcatFlashForCausalLM", variant)]["model"], "speculative": MTP}
+        model = spec[case_name("LongcatFlashForCausalLM", variant)]["model"]
+        spec[f"mtp-{variant}"] = {"model": model, "speculative": MTP}
     (root / "spec.json").write_text(json.dumps(spec))
     results = {}
     for name, env in (("plugin", {}), ("off", plugins_off_env())):
