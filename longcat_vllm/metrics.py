@@ -1,12 +1,13 @@
 """Zero-expert metrics on vLLM's /metrics (docs/metrics.md).
 
-vLLM runs the model in worker processes and serves /metrics from the API server process, whose stat
-loggers (``vllm.stat_logger_plugins``) see only what the engine core reports. So the worker side
-(``count_routing``, called from our router inside FusedMoE's custom op) keeps a device-side
+vLLM runs the model in worker processes and serves /metrics from the API server process. So the worker
+side (``count_routing``, called from our router inside FusedMoE's custom op) keeps a device-side
 ``SlotCounter`` and a thread writes its totals to ``$LONGCAT_METRICS_DIR/<pid>.json``; the API side
-(``LongcatStatLogger``) registers a Prometheus collector that sums those files at scrape time. The
-directory is created by our platform plugin hook in the API server process, before it starts the engine,
-so every engine and worker process inherits it.
+registers a Prometheus collector that sums those files at scrape time (``expose``). Both the directory
+and the collector come from our start-up check, which vLLM runs in the API server process for our
+architectures only, before it starts the engine: every engine and worker process inherits the directory,
+and no other model gets either. (Not a ``vllm.stat_logger_plugins`` entry point: vLLM loads those for
+every model and, when one exists, turns on stats logging that ``--disable-log-stats`` turned off.)
 
 Each token is counted once: only tensor-parallel rank 0 counts (every TP / EP rank of a data-parallel
 rank routes the same tokens, and routing happens before any DP dispatch); each data-parallel rank has
@@ -17,20 +18,20 @@ import functools
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import torch
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
 from vllm.config import CUDAGraphMode
 from vllm.forward_context import get_forward_context, is_forward_context_available
-from vllm.v1.metrics.loggers import StatLoggerBase
 
 from longcat_common import metrics
 from longcat_common.config import LongcatConfig
 
-from longcat_vllm.plugin import METRICS_DIR_ENV as DIR_ENV
-
+DIR_ENV = "LONGCAT_METRICS_DIR"
 _counter: metrics.SlotCounter | None = None
+_collector: "_Collector | None" = None
 logger = logging.getLogger("vllm.longcat_flash_plugins")  # under "vllm" to use its log handler
 
 
@@ -137,25 +138,12 @@ class _Collector:
             yield metric
 
 
-class LongcatStatLogger(StatLoggerBase):
-    """API-server side: adds the LongCat collector to the registry vLLM's /metrics serves."""
-    _registered = False
-
-    def __init__(self, vllm_config, engine_index: int = 0):
-        hf_config = vllm_config.model_config.hf_config
-        if (LongcatStatLogger._registered or DIR_ENV not in os.environ or not metrics.counting_on()
-                or not _is_longcat(hf_config)):
-            return
-        REGISTRY.register(_Collector(LongcatConfig.from_hf(hf_config), vllm_config.model_config.served_model_name))
-        LongcatStatLogger._registered = True
-
-    def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx: int = 0):
-        pass
-
-    def log_engine_initialized(self):
-        pass
-
-
-def _is_longcat(hf_config) -> bool:
-    from longcat_common.config import ARCHITECTURES
-    return bool(set(getattr(hf_config, "architectures", None) or []) & set(ARCHITECTURES))
+def expose(vllm_config, config: LongcatConfig) -> None:
+    """API server side, once per process: the directory the workers publish to and the collector that
+    reads it (off with LONGCAT_METRICS=0)."""
+    global _collector
+    if not metrics.counting_on() or _collector is not None:
+        return
+    os.environ.setdefault(DIR_ENV, tempfile.mkdtemp(prefix="longcat-metrics-"))
+    _collector = _Collector(config, vllm_config.model_config.served_model_name)
+    REGISTRY.register(_collector)

@@ -1,9 +1,14 @@
 """vLLM entry points: the model (``vllm.general_plugins``, run in every vLLM process) and the LongCat
-tool-call and reasoning parsers (also from ``vllm.platform_plugins``, see ``register_parsers``)."""
+tool-call and reasoning parsers (also from ``vllm.platform_plugins``, see ``register_parsers``).
+
+What registering changes for models other than LongCat (docs/vllm.md, "Other models"): entries under
+LongCat's names only (model registry, config-map hooks, converters, model type), the parser names
+``longcat`` / ``longcat_xml`` and the ``hf`` renderer, which checks roles for LongCat only. Everything that
+runs (start-up check, metrics directory and collector, counting) starts from our config-map hook, which
+vLLM calls for our architectures only.
+"""
 
 import logging
-import os
-import tempfile
 
 from longcat_common import __version__
 
@@ -18,7 +23,6 @@ TOOL_PARSERS = {"longcat": "LongcatJsonToolParser", "longcat_xml": "LongcatXmlTo
 REASONING_PARSERS = {"longcat": "LongcatReasoningParser"}
 PARSERS_REGISTERED = "longcat-flash-plugins: tool parsers longcat, longcat_xml and reasoning parser longcat registered"
 _parsers_registered = False
-METRICS_DIR_ENV = "LONGCAT_METRICS_DIR"
 
 
 def register_parsers() -> None:
@@ -45,27 +49,20 @@ def register_parsers() -> None:
     logger.info(PARSERS_REGISTERED)
 
 
-def ensure_metrics_dir() -> None:
-    """Where the workers publish their zero-slot counts (longcat_vllm/metrics.py); set in the first vLLM
-    process, before it starts the engine, so that every engine and worker process inherits it."""
-    if METRICS_DIR_ENV not in os.environ:
-        os.environ[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="longcat-metrics-")
-
-
-def register_parsers_as_platform_plugin() -> None:
-    register_parsers()
-    ensure_metrics_dir()  # the API server process loads no general plugin before it starts the engine
-    return None
-
-
 def register() -> None:
     from vllm import ModelRegistry
     from vllm.model_executor.models.config import MODELS_CONFIG_MAP
     from vllm.renderers.registry import RENDERER_REGISTRY
     from vllm.transformers_utils import config as vllm_hf_config
+    from vllm.transformers_utils.model_arch_config_convertor import MODEL_ARCH_CONFIG_CONVERTORS
 
+    from longcat_vllm.compat import check_engine_version
     from longcat_vllm.startup_check import LongcatStartupCheck
+    from longcat_vllm.variants import hand_back_variants, keep_builtins
 
+    check_engine_version(logger)
+    keep_builtins(ModelRegistry, MODELS)  # before ours replace them: variants we lack go to vLLM's (variants.py)
+    hand_back_variants(MODEL_ARCH_CONFIG_CONVERTORS, ModelRegistry, MODELS)
     for architecture, cls in MODELS.items():
         ModelRegistry.register_model(architecture, cls)
     for arch in ARCHITECTURES:  # Hub configs carry no model_type: vLLM maps the architecture (2601's is unknown)
@@ -73,7 +70,6 @@ def register() -> None:
         MODELS_CONFIG_MAP[arch] = LongcatStartupCheck  # checks the checkpoint before any worker starts
     logger.info("longcat-flash-plugins %s: %s registered for vLLM", __version__, ", ".join(MODELS))
     register_parsers()
-    ensure_metrics_dir()
     # the renderer of the default tokenizer mode, checking roles for LongCat-Flash only (longcat_vllm/renderer.py);
     # popped first as the parsers are: register() would warn that it overwrites vLLM's own
     RENDERER_REGISTRY.renderers.pop("hf", None)

@@ -1,17 +1,31 @@
 """Checks that run in vLLM's front process when it builds its config, before any engine core or worker.
 
 Registered for our architectures in vLLM's ``MODELS_CONFIG_MAP`` (plugin.py), whose hooks vLLM calls from
-``VllmConfig.__post_init__``. A broken local checkpoint (longcat_common.checkpoint_files) and sizes vLLM
-cannot split stop the start there with one line, instead of in every worker after start-up.
+``VllmConfig.__post_init__``. A config we cannot serve, a broken local checkpoint
+(longcat_common.checkpoint_files) and sizes vLLM cannot split stop the start there with one line, instead
+of in every worker after start-up. Only a model that passes gets our metrics (longcat_vllm/metrics.py).
 """
 
+import vllm
 from longcat_common.checkpoint_files import check_checkpoint_dir, is_local_longcat
-from longcat_common.config import LongcatConfig
+from longcat_common.config import LongcatConfig, unsupported_reason
 from longcat_common.metrics import counting_on
 from vllm.platforms import current_platform
 from vllm.v1.attention.backends.registry import AttentionBackendEnum
 from vllm.model_executor.layers.vocab_parallel_embedding import DEFAULT_VOCAB_PADDING_SIZE, pad_vocab_size
 from vllm.model_executor.models.config import VerifyAndUpdateConfig
+
+from longcat_vllm.metrics import expose
+
+
+def refuse_unsupported(model_config) -> None:
+    """A variant we do not implement reaches our class only where vLLM has no class of its own for its
+    architecture name (longcat_vllm/variants.py hands the others back)."""
+    reason = unsupported_reason(model_config.hf_config)
+    if reason:
+        raise ValueError(f"longcat-flash-plugins: config has {reason}, not implemented here, and vLLM "
+                         f"{vllm.__version__} has no class of its own for {model_config.architecture}: "
+                         "cannot serve it")
 
 
 def check_tp_split(config: LongcatConfig, tp: int, expert_parallel: bool) -> None:
@@ -45,9 +59,11 @@ class LongcatStartupCheck(VerifyAndUpdateConfig):
     def verify_and_update_config(vllm_config) -> None:
         model_config, parallel = vllm_config.model_config, vllm_config.parallel_config
         counting_on()  # a bad LONGCAT_METRICS value stops here, not later in a worker
+        refuse_unsupported(model_config)
         if is_local_longcat(model_config.model):
             config = check_checkpoint_dir(model_config.model)
         else:
             config = LongcatConfig.from_hf(model_config.hf_config)
         check_tp_split(config, parallel.tensor_parallel_size, parallel.enable_expert_parallel)
         reference_mla_on_cpu(vllm_config)
+        expose(vllm_config, config)

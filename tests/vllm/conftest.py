@@ -51,3 +51,13 @@ def offline_engine(tmp_path_factory):
             cache[key] = run_offline(spec, tmp_path_factory.mktemp("vllm"))
         return cache[key]
     return run
+
+
+def plugins_off_env() -> dict:
+    """``VLLM_PLUGINS`` naming every installed vLLM plugin but ours (vLLM's own LoRA resolvers, ...): vLLM
+    as it runs without this package. (An empty value would also load none of vLLM's own.)"""
+    from importlib.metadata import entry_points
+
+    groups = ("vllm.general_plugins", "vllm.platform_plugins", "vllm.stat_logger_plugins", "vllm.io_processor_plugins")
+    others = sorted({e.name for g in groups for e in entry_points(group=g) if not e.value.startswith("longcat_")})
+    return {"VLLM_PLUGINS": ",".join(others)}
