@@ -1,5 +1,5 @@
-"""vLLM entry points: the model (``vllm.general_plugins``, run in every vLLM process) and the LongCat
-tool-call and reasoning parsers (also from ``vllm.platform_plugins``, see ``register_parsers``).
+"""vLLM entry point (``vllm.general_plugins``, run in every vLLM process): the LongCat model classes and
+the LongCat tool-call and reasoning parsers.
 
 What registering changes for models other than LongCat (docs/vllm.md, "Other models"): entries under
 LongCat's names only (model registry, config-map hooks, converters, model type), the parser names
@@ -28,10 +28,10 @@ _parsers_registered = False
 def register_parsers() -> None:
     """Lazy registration (imports nothing heavy). ``longcat`` replaces vLLM's built-in JSON parser.
 
-    The API server checks ``--tool-call-parser`` / ``--reasoning-parser`` before it builds the engine
-    arguments, which is where it loads the general plugins; it resolves the platform earlier, loading
-    every ``vllm.platform_plugins`` entry point, so this is registered there too (returning None:
-    it activates no platform).
+    The API server loads the general plugins while it builds its argument parser
+    (``AsyncEngineArgs.add_cli_args``), before it checks ``--tool-call-parser`` / ``--reasoning-parser``.
+    (No ``vllm.platform_plugins`` entry point: vLLM runs those while ``vllm.config`` is half imported,
+    where importing the parser managers fails on a circular import; docs/vllm-0.33.md.)
     """
     global _parsers_registered
     if _parsers_registered:

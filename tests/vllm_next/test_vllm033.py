@@ -103,13 +103,11 @@ def test_architecture_inspected_in_a_fresh_vllm_process(registry, architecture):
     assert (resolved, info.is_text_generation_model, info.is_pooling_model) == (architecture, True, False)
 
 
-@pytest.mark.xfail(strict=True, reason="the platform is resolved while vllm.config is half imported; the parsers' "
-                   "platform plugin then fails on a circular import, on 0.32 too (docs/vllm-0.33.md)")
-def test_platform_detection_runs_our_platform_plugin():
+def test_platform_detection_logs_no_failure_of_ours():
     """``import vllm.config`` resolves the platform in 0.33 (vllm/utils/torch_utils.py: PIN_MEMORY), which runs
     every ``vllm.platform_plugins`` entry point; a plugin that raises is logged at WARNING with its traceback."""
     env = {k: v for k, v in os.environ.items() if k != "VLLM_TARGET_DEVICE"}  # "cpu" would skip platform plugins
     proc = subprocess.run([sys.executable, "-c", "import vllm.config"], capture_output=True, text=True, timeout=300,
                           env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "Platform plugin longcat_flash_parsers failed" not in proc.stderr, proc.stderr
+    assert "longcat" not in proc.stderr.lower(), proc.stderr
