@@ -5,7 +5,8 @@ or a config field that changes hands, fails here naming the class.
 Our classes serve Flash-Chat / -Thinking / Thinking-2601; a config with n-gram embeddings (either spelling)
 or sparse indexer attention goes to SGLang's own classes, under every architecture name SGLang takes as
 LongCat. SGLang's own class cannot be built on CPU for any of them (docs/sglang.md): the build column
-records SGLang's error, which proves its class, not a refusal of ours, is what runs.
+records SGLang's error, which proves its class, not a refusal of ours, is what runs. One Flash-Lite server
+start checks the same through the whole start-up path.
 """
 
 import json
@@ -18,6 +19,7 @@ import pytest
 
 from longcat_common import __version__
 from longcat_common.testing.tiny import write_checkpoint
+from tests.sglang.server import launch_expecting_failure
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("LongcatFlashForCausalLM", "LongcatCausalLM", "LongcatFlashNgramForCausalLM")
@@ -73,7 +75,7 @@ def record(tmp_path_factory) -> dict:
     subprocess.run([sys.executable, "-m", "tests.sglang.resolution_run", str(out), *dirs.values()], cwd=ROOT,
                    check=True, env={**os.environ, "SGLANG_CPU_OMP_THREADS_BIND": "0"})
     raw = json.loads(out.read_text())
-    return {"registry": raw["registry"], **{key: raw[path] for key, path in dirs.items()}}
+    return {"registry": raw["registry"], "dirs": dirs, **{key: raw[path] for key, path in dirs.items()}}
 
 
 def test_registry_names(record):
@@ -93,3 +95,15 @@ def test_each_longcat_config_resolves_to_its_class(record, name, variant):
         prefix = f"longcat-flash-plugins: config has {reason}, not implemented here: served by SGLang's built-in"
         assert got["log"] == [f"{prefix} LongcatFlashForCausalLM (sglang.srt.models.longcat_flash)",
                               f"{prefix} LongcatFlashForCausalLMNextN (sglang.srt.models.longcat_flash_nextn)"]
+
+
+def test_a_server_builds_sglangs_class_for_flash_lite(record, tmp_path):
+    """The whole start-up path (argument hooks, scheduler, SGLang's model loader): Flash-Lite's config gets
+    no refusal of ours and stops where SGLang's own n-gram layer needs a GPU, as without the plugin."""
+    code, log = launch_expecting_failure(Path(record["dirs"]["LongcatFlashNgramForCausalLM", "ngram"]),
+                                         tmp_path / "server.log")
+    assert code is not None, f"a Flash-Lite server came up on the CPU:\n{log[-3000:]}"
+    assert f"longcat-flash-plugins: config has {NGRAM}, not implemented here: served by SGLang's built-in " \
+           "LongcatFlashForCausalLM (sglang.srt.models.longcat_flash)" in log
+    assert "in __init__\n    self.embed_tokens = NgramEmbedding(" in log and NO_GPU.split(": ", 1)[1] in log
+    assert "served by longcat_sglang" not in log and "not supported by longcat-flash-plugins" not in log
