@@ -1,17 +1,21 @@
 """SGLang plugin entry point (``sglang.srt.plugins``): serve LongCat-Flash with longcat_sglang.
 
-SGLang calls ``register()`` early in every process it starts. It logs and swallows any exception
-from a plugin and then silently serves its built-in class, so a failure here is logged loudly.
+SGLang calls ``register()`` early in every process it starts, whatever the model. It logs and swallows
+any exception from a plugin and then silently serves its built-in class, so a failure here is logged
+loudly. Every hook below does nothing unless longcat_sglang serves the model (serving.py), except
+``_no_pynccl_on_gloo`` (docs/sglang.md says why).
 """
 
 import logging
+from pathlib import Path
 
-from longcat_common.checkpoint_files import check_checkpoint_dir, is_local_longcat
-from longcat_common.config import ARCHITECTURES
+from longcat_common.checkpoint_files import check_checkpoint_dir
 from longcat_common.metrics import counting_on
+from longcat_sglang import serving
+from longcat_sglang.compat import check_engine_version
 
-DRAFT_ARCHITECTURE = "LongcatFlashForCausalLMNextN"  # the MTP layer, for --speculative-algorithm NEXTN
 logger = logging.getLogger(__name__)
+MODEL_FLAGS = ("--model-path", "--model")
 
 
 def flag_value(args: list[str], flags: tuple[str, ...]) -> str | None:
@@ -27,7 +31,7 @@ def _enable_ep_moe_compat(args, *rest, **kwargs):
 
     SGLang 0.5.23 only knows ``--ep-size``; a BEFORE hook on ``prepare_server_args`` rewrites the argv.
     """
-    if "--enable-ep-moe" not in args:
+    if "--enable-ep-moe" not in args or not serving.serves_model(flag_value(args, MODEL_FLAGS)):
         return None
     args = [a for a in args if a != "--enable-ep-moe"]
     tp = flag_value(args, ("--tp", "--tp-size", "--tensor-parallel-size")) or "1"
@@ -39,8 +43,8 @@ def _enable_ep_moe_compat(args, *rest, **kwargs):
 def _check_checkpoint(args, *rest, **kwargs):
     """Stops ``launch_server`` on a broken local LongCat checkpoint before it starts any process: config,
     shard files and tensor names / shapes (longcat_common.checkpoint_files); values are checked at load."""
-    path = flag_value(args, ("--model-path", "--model"))
-    if is_local_longcat(path):
+    path = flag_value(args, MODEL_FLAGS)
+    if path and Path(path, "config.json").is_file() and serving.serves_model(path):
         counting_on()  # a bad LONGCAT_METRICS value stops here too, not later in the scheduler
         check_checkpoint_dir(path)
     return None
@@ -68,6 +72,7 @@ def register_parsers() -> None:
 
 
 def register() -> None:
+    """Runs once per SGLang process; logs nothing unless the installed SGLang is outside compat.SUPPORTED."""
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
     from longcat_sglang import metrics, spec_cpu
@@ -100,6 +105,9 @@ def register() -> None:
                           spec_cpu.triton_tree_on_cpu, HookType.AROUND)
     HookRegistry.register("sglang.kernels.ops.speculative.spec_tree.verify_tree_greedy_func",
                           spec_cpu.triton_verify_on_cpu, HookType.AROUND)
+    # the class per config: ours, or SGLang's own for the variants we do not implement (serving.py)
+    HookRegistry.register("sglang.srt.model_loader.utils.get_model_architecture", serving.builtin_for_unsupported,
+                          HookType.AFTER)
     try:
         from sglang.srt.models.registry import ModelRegistry
 
@@ -107,12 +115,11 @@ def register() -> None:
         from longcat_sglang.mtp import LongcatFlashForCausalLMNextN
     except Exception:
         logger.exception("longcat-flash-plugins: could not import longcat_sglang; SGLang would fall back "
-                         "to its built-in %s and %s", ARCHITECTURES[0], DRAFT_ARCHITECTURE)
+                         "to its built-in %s", " and ".join(serving.REGISTERED))
         raise
-    # SGLang loads Thinking-2601's LongcatCausalLM config as its LongcatFlashConfig, whose architecture is
-    # LongcatFlashForCausalLM (utils/hf_transformers/config.py): this one entry serves both.
-    ModelRegistry.models[ARCHITECTURES[0]] = LongcatFlashForCausalLM
-    ModelRegistry.models[DRAFT_ARCHITECTURE] = LongcatFlashForCausalLMNextN
-    logger.info("longcat-flash-plugins: %s -> longcat_sglang.model, %s -> longcat_sglang.mtp", ARCHITECTURES[0],
-                DRAFT_ARCHITECTURE)
+    # SGLang loads every LongCat config as its LongcatFlashConfig with architecture LongcatFlashForCausalLM
+    # (utils/hf_transformers/config.py), the NEXTN draft's as LongcatFlashForCausalLMNextN: two entries.
+    serving.capture_builtin(ModelRegistry)
+    ModelRegistry.models.update(zip(serving.REGISTERED, (LongcatFlashForCausalLM, LongcatFlashForCausalLMNextN)))
     register_parsers()
+    check_engine_version(logger)

@@ -10,24 +10,27 @@ scheduler that takes the whole server down:
   scheduler's watchdog kills the server, and below 1 it is served as 1. Limited to OpenAI's range
   [1, 128] where SGLang expands it (``GenerateReqInput._handle_parallel_sampling``).
 
-And two requests SGLang answers as if they were fine, when it serves LongCat-Flash:
+And two requests SGLang answers as if they were fine:
 
 * a chat message role LongCat-Flash's chat template does not render (longcat_common.chat_roles): the
   template would drop the message. Checked where SGLang validates a chat request.
 * an unknown model name: SGLang serves any name with its one model; a 404 as from vLLM and OpenAI
   (``served-name:adapter`` for LoRA and SGLang's "default", sent when the field is left out, still pass).
+
+Every check applies only where longcat_sglang serves the model (serving.py): other models get SGLang's own
+answers, crashes included.
 """
 
 from sglang.srt.entrypoints.openai.protocol import DEFAULT_MODEL_NAME
 from sglang.srt.managers.io_struct import GenerateReqInput
 
 from longcat_common.chat_roles import unknown_role_error
-from longcat_common.config import ARCHITECTURES
+from longcat_sglang.serving import serves, serves_this_process
 
 
 def check_request(tokenizer_manager, obj, input_ids, *args, **kwargs):
     """A BEFORE hook on ``TokenizerManager._validate_one_request(self, obj, input_ids)``."""
-    if not isinstance(obj, GenerateReqInput):
+    if not isinstance(obj, GenerateReqInput) or not serves(tokenizer_manager.model_config.hf_config):
         return None
     vocab_size = tokenizer_manager.model_config.vocab_size
     bad = next((t for t in input_ids or () if not 0 <= t < vocab_size), None)
@@ -44,6 +47,8 @@ MAX_N = 128  # OpenAI's limit on n
 
 def check_n(obj, *args, **kwargs):
     """A BEFORE hook on ``GenerateReqInput._handle_parallel_sampling(self)``."""
+    if not serves_this_process():
+        return None
     params = obj.sampling_params
     for p in [params] if isinstance(params, dict) else params or ():
         n = p.get("n", 1)
@@ -54,9 +59,7 @@ def check_n(obj, *args, **kwargs):
 
 def check_chat_roles(error, serving_chat, request, *args, **kwargs):
     """An AFTER hook on ``OpenAIServingChat._validate_request(self, request) -> error message | None``."""
-    if error is not None:
-        return None
-    if not _serves_longcat(serving_chat.tokenizer_manager):
+    if error is not None or not serves(serving_chat.tokenizer_manager.model_config.hf_config):
         return None
     return unknown_role_error(m.role for m in request.messages)
 
@@ -66,15 +69,10 @@ def check_model_name(handle_request, serving, request, *args, **kwargs):
     model = getattr(request, "model", None)
     served = serving.tokenizer_manager.served_model_name
     if (model and model != DEFAULT_MODEL_NAME and serving._parse_model_parameter(model)[0] != served
-            and _serves_longcat(serving.tokenizer_manager)):
+            and serves(serving.tokenizer_manager.model_config.hf_config)):
         return _not_found(serving, f"The model `{model}` does not exist: this server serves `{served}`.")
     return handle_request(serving, request, *args, **kwargs)
 
 
 async def _not_found(serving, message: str):
     return serving.create_error_response(message, err_type="NotFoundError", status_code=404)
-
-
-def _serves_longcat(tokenizer_manager) -> bool:
-    architectures = getattr(tokenizer_manager.model_config.hf_config, "architectures", None) or ()
-    return bool(set(architectures) & set(ARCHITECTURES))

@@ -10,8 +10,9 @@ own worker, not in the model (docs/mtp.md has the details):
 Hooks 1, 2 and 4 below (4 routes to SGLang's Triton versions of those kernels, written for XPU), and
 for 3 and 4 the Triton interpreter, which runs SGLang's Triton kernels on CPU tensors
 (``TRITON_INTERPRET=1``, set by ``triton_interpreter_for_cpu_speculation`` before the scheduler
-processes start). Each applies only on CPU tensors / the torch_native backend, and only the chain
-drafts of LongCat-Flash's recipe (``--speculative-eagle-topk 1``) are verified.
+processes start). Each applies only where longcat_sglang serves the model (serving.py), on CPU tensors /
+the torch_native backend, and only the chain drafts of LongCat-Flash's recipe (``--speculative-eagle-topk
+1``) are verified.
 """
 
 import copy
@@ -20,6 +21,7 @@ import os
 
 import torch
 
+from longcat_sglang import serving
 from sglang.srt.runtime_context import attention_backends
 
 logger = logging.getLogger(__name__)
@@ -31,9 +33,10 @@ def triton_interpreter_for_cpu_speculation(args, *rest, **kwargs):
     """BEFORE ``prepare_server_args``: with ``--device cpu`` and a speculative algorithm, SGLang's Triton
     kernels run in the Triton interpreter (the scheduler processes inherit the environment). Without
     speculation nothing changes."""
-    from longcat_sglang.plugin import flag_value
+    from longcat_sglang.plugin import MODEL_FLAGS, flag_value
 
-    if flag_value(args, ("--device",)) == "cpu" and flag_value(args, ("--speculative-algorithm",)):
+    if (flag_value(args, ("--device",)) == "cpu" and flag_value(args, ("--speculative-algorithm",))
+            and serving.serves_model(flag_value(args, MODEL_FLAGS))):
         if flag_value(args, ("--speculative-eagle-topk",)) not in (None, "1"):
             raise ValueError("longcat-flash-plugins: speculative decoding on CPU supports chain drafts only "
                              "(--speculative-eagle-topk 1)")
@@ -45,7 +48,7 @@ def torch_native_draft_extend_backend(create, factory, *args, **kwargs):
     """AROUND ``DraftBackendFactory.create_draft_extend_backend``: the draft-extend pass (the draft model
     reading the verified tokens) is a plain causal extend, which SGLang's torch_native backend computes."""
     configured = factory.draft_attn_backend or attention_backends()[0]
-    if configured != TORCH_NATIVE:
+    if configured != TORCH_NATIVE or not serving.serves_this_process():
         return create(factory, *args, **kwargs)
     from sglang.srt.layers.attention.torch_native_backend import TorchNativeAttnBackend
 
@@ -61,7 +64,7 @@ def torch_native_target_verify(forward_extend, backend, q, k, v, layer, forward_
     causal extend of ``draft_token_num`` tokens after each request's ``seq_lens`` cached ones. SGLang's
     verify batch carries no extend lengths (its other backends read a tree mask instead), so they are
     filled in on a shallow copy of the batch for this call."""
-    if not forward_batch.forward_mode.is_target_verify():
+    if not forward_batch.forward_mode.is_target_verify() or not serving.serves_this_process():
         return forward_extend(backend, q, k, v, layer, forward_batch, *args, **kwargs)
     batch = copy.copy(forward_batch)
     num_draft = forward_batch.spec_info.draft_token_num
@@ -78,7 +81,7 @@ def triton_tree_on_cpu(kernel_func, *args, **kwargs):
     from sglang.kernels.ops.speculative import spec_tree
 
     parent_list = kwargs.get("parent_list", args[0] if args else None)
-    if parent_list is None or parent_list.device.type != "cpu":
+    if parent_list is None or parent_list.device.type != "cpu" or not serving.serves_this_process():
         return kernel_func(*args, **kwargs)
     return spec_tree.sgl_build_tree_kernel_triton(*args, **kwargs)
 
@@ -88,7 +91,7 @@ def triton_verify_on_cpu(kernel_func, *args, topk: int = -1, **kwargs):
     acceptance of the draft tokens."""
     from sglang.kernels.ops.speculative import spec_tree
 
-    if args or kwargs["predicts"].device.type != "cpu":
+    if args or kwargs["predicts"].device.type != "cpu" or not serving.serves_this_process():
         return kernel_func(*args, topk=topk, **kwargs)
     spec_tree.verify_tree_greedy_triton(**kwargs)
     return kwargs["predicts"], kwargs["accept_index"], kwargs["accept_token_num"]

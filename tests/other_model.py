@@ -24,7 +24,9 @@ def write_llama(out_dir: Path, seed: int = 0) -> Path:
     """fp32 safetensors checkpoint + tokenizer in out_dir; returns out_dir."""
     out_dir = Path(out_dir)
     tok = build_tokenizer()
-    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=192, intermediate_size=200,
+    # intermediate_size a multiple of 32: SGLang on the CPU pads it to one (adjust_config_with_unaligned_cpu_tp)
+    # and its Transformers backend, which serves this Llama there, does not pad the weights to match
+    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=192, intermediate_size=224,
                          num_hidden_layers=2, num_attention_heads=3, num_key_value_heads=1, head_dim=64,
                          max_position_embeddings=512, rms_norm_eps=1e-5, tie_word_embeddings=False,
                          bos_token_id=1, eos_token_id=2, pad_token_id=3, torch_dtype="float32")

@@ -69,12 +69,18 @@ class Server:
 
 
 @contextmanager
-def sglang_server(model: Path, log: Path, args=(), launcher: Path | None = None):
-    """A ready server; fails if it does not log that longcat_sglang's class serves the model."""
+def any_model_server(model: Path, log: Path, args=(), launcher: Path | None = None, env: dict | None = None):
+    """A ready server of any model; ``env`` adds to the server's environment."""
     port = free_port()
     with running_server(_command(model, port, args, launcher), port, log, health="/health_generate",
-                        timeout=START_TIMEOUT, env=_env(args)) as url:
-        server = Server(url, log)
+                        timeout=START_TIMEOUT, env={**_env(args), **(env or {})}) as url:
+        yield Server(url, log)
+
+
+@contextmanager
+def sglang_server(model: Path, log: Path, args=(), launcher: Path | None = None):
+    """A ready server; fails if it does not log that longcat_sglang's class serves the model."""
+    with any_model_server(model, log, args, launcher) as server:
         assert ACTIVE_MESSAGE in server.log(), "SGLang did not build longcat_sglang's LongcatFlashForCausalLM"
         yield server
 

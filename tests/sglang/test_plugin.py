@@ -4,9 +4,11 @@ import os
 
 import pytest
 
-from longcat_sglang import metrics, plugin, spec_cpu
+from longcat_common.testing.tiny import write_checkpoint
+from longcat_sglang import compat, metrics, plugin, spec_cpu
 from longcat_sglang.model import LongcatFlashForCausalLM
 from longcat_sglang.mtp import LongcatFlashForCausalLMNextN
+from tests.other_model import write_llama
 
 
 def test_register_replaces_the_builtin_class():
@@ -28,14 +30,20 @@ def test_register_replaces_the_builtin_class():
         assert (HookType.BEFORE, hook) in [(kind, h) for kind, h, _ in HookRegistry._hooks[target]], target
 
 
-def test_enable_ep_moe_means_ep_size_tp():
-    def rewrite(args):
+def test_enable_ep_moe_means_ep_size_tp_for_longcat_only(tiny_ckpt, tmp_path):
+    def rewrite(args, model=str(tiny_ckpt)):
+        args = ["--model-path", model, *args]
         result = plugin._enable_ep_moe_compat(args)
-        return args if result is None else result[0][0]
+        return (args if result is None else result[0][0])[2:]
     assert rewrite(["--tp", "8", "--enable-ep-moe"]) == ["--tp", "8", "--ep-size", "8"]
     assert rewrite(["--tp-size=4", "--enable-ep-moe"]) == ["--tp-size=4", "--ep-size", "4"]
     assert rewrite(["--tp", "4", "--enable-ep-moe", "--ep", "2"]) == ["--tp", "4", "--ep", "2"]
     assert rewrite(["--tp", "4"]) == ["--tp", "4"]
+    # another model, a LongCat variant SGLang's own class serves: SGLang's own answer (unknown argument)
+    assert rewrite(["--tp", "8", "--enable-ep-moe"], str(write_llama(tmp_path / "llama"))) == \
+        ["--tp", "8", "--enable-ep-moe"]
+    lite = write_checkpoint(tmp_path / "lite", overrides={"oe_vocab_size_ratio": 2})
+    assert rewrite(["--tp", "8", "--enable-ep-moe"], str(lite)) == ["--tp", "8", "--enable-ep-moe"]
 
 
 def test_pynccl_is_turned_off_on_gloo_groups_only():
@@ -48,15 +56,36 @@ def test_pynccl_is_turned_off_on_gloo_groups_only():
     assert calls == [("gloo", False), ("nccl", None)]
 
 
-def test_triton_interpreter_only_for_speculation_on_cpu(monkeypatch):
+def test_triton_interpreter_only_for_longcat_speculation_on_cpu(monkeypatch, tiny_ckpt, tmp_path):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    spec_cpu.triton_interpreter_for_cpu_speculation(["--device", "cpu", "--tp", "2"])
+    model = ["--model-path", str(tiny_ckpt)]
+    spec_cpu.triton_interpreter_for_cpu_speculation([*model, "--device", "cpu", "--tp", "2"])
     assert "TRITON_INTERPRET" not in os.environ
-    spec_cpu.triton_interpreter_for_cpu_speculation(["--device", "cuda", "--speculative-algorithm", "NEXTN"])
+    spec_cpu.triton_interpreter_for_cpu_speculation([*model, "--device", "cuda", "--speculative-algorithm", "NEXTN"])
+    assert "TRITON_INTERPRET" not in os.environ
+    llama = ["--model-path", str(write_llama(tmp_path))]
+    spec_cpu.triton_interpreter_for_cpu_speculation(
+        [*llama, "--device=cpu", "--speculative-algorithm", "NEXTN", "--speculative-eagle-topk", "2"])
     assert "TRITON_INTERPRET" not in os.environ
     with pytest.raises(ValueError, match="--speculative-eagle-topk 1"):
         spec_cpu.triton_interpreter_for_cpu_speculation(
-            ["--device=cpu", "--speculative-algorithm", "NEXTN", "--speculative-eagle-topk", "2"])
+            [*model, "--device=cpu", "--speculative-algorithm", "NEXTN", "--speculative-eagle-topk", "2"])
     spec_cpu.triton_interpreter_for_cpu_speculation(
-        ["--device", "cpu", "--speculative-algorithm", "NEXTN", "--speculative-eagle-topk", "1"])
+        [*model, "--device", "cpu", "--speculative-algorithm", "NEXTN", "--speculative-eagle-topk", "1"])
     assert os.environ["TRITON_INTERPRET"] == "1"
+
+
+def test_engine_version_warning_names_installed_and_supported(monkeypatch, caplog):
+    import logging
+
+    import sglang
+
+    logger = logging.getLogger("longcat_sglang.plugin")
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        compat.check_engine_version(logger)
+        assert sglang.__version__ == "0.5.23" and caplog.messages == []
+        monkeypatch.setattr(sglang, "__version__", "0.5.24")
+        compat.check_engine_version(logger)
+    assert caplog.messages == ["longcat-flash-plugins: SGLang 0.5.24 is outside the supported range ==0.5.23 "
+                               "(transformers per release: 0.5.23: ==5.19.0); LongCat is served by our classes, "
+                               "untested on this release"]
