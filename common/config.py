@@ -216,8 +216,12 @@ def unsupported_features(config) -> dict[str, str]:
 
 
 def unsupported_reason(config) -> str | None:
-    """``"index_topk (sparse (indexer) attention), ..."`` for a config we do not serve, None otherwise."""
-    return ", ".join(f"{name} ({feature})" for name, feature in unsupported_features(config).items()) or None
+    """``"oe_vocab_size_ratio, use_ngram_embedding (n-gram ...); index_topk (sparse (indexer) attention)"``
+    (each feature once, after the fields that turn it on) for a config we do not serve, None otherwise."""
+    fields_of = {}
+    for name, feature in unsupported_features(config).items():
+        fields_of.setdefault(feature, []).append(name)
+    return "; ".join(f"{', '.join(names)} ({feature})" for feature, names in fields_of.items()) or None
 
 
 def _required(f) -> bool:

@@ -57,14 +57,18 @@ class Parsed:
 
 
 def param_types(tools) -> dict[str, dict[str, object]]:
-    """tool name -> parameter name -> JSON-schema ``type`` (OpenAI ``tools`` as dicts or pydantic models)."""
+    """tool name -> parameter name -> JSON-schema ``type``. OpenAI ``tools`` as dicts or as objects with those
+    attributes: pydantic models (the chat endpoints), msgspec structs (SGLang's ``/parse_function_call``)."""
     out = {}
     for tool in tools or ():
-        tool = tool.model_dump() if hasattr(tool, "model_dump") else tool
-        function = tool.get("function") or {}
-        properties = (function.get("parameters") or {}).get("properties") or {}
-        out[function.get("name")] = {k: (v or {}).get("type") for k, v in properties.items()}
+        function = _field(tool, "function") or {}
+        properties = (_field(function, "parameters") or {}).get("properties") or {}
+        out[_field(function, "name")] = {k: (v or {}).get("type") for k, v in properties.items()}
     return out
+
+
+def _field(obj, name: str):
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
 def _is_string(schema_type) -> bool:

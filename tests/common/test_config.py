@@ -92,7 +92,9 @@ def test_unsupported_quantization_is_named():
 
 @pytest.mark.parametrize("fields, reason", [
     ({"ngram_vocab_size_ratio": 78, "emb_neighbor_num": 4, "emb_split_num": 4},
-     "ngram_vocab_size_ratio (n-gram embeddings (LongCat-Flash-Lite)), emb_neighbor_num"),
+     "ngram_vocab_size_ratio, emb_neighbor_num, emb_split_num (n-gram embeddings (LongCat-Flash-Lite))"),
+    ({"oe_vocab_size_ratio": 78, "use_ngram_embedding": True, "index_topk": 2048},
+     "oe_vocab_size_ratio, use_ngram_embedding (n-gram embeddings (LongCat-Flash-Lite)); index_topk (sparse"),
     ({"oe_vocab_size_ratio": 78}, "oe_vocab_size_ratio (n-gram embeddings (LongCat-Flash-Lite))"),
     ({"index_topk": 2048}, "index_topk (sparse (indexer) attention)"),
     ({"use_ngram_embedding": True}, "use_ngram_embedding (n-gram embeddings"),

@@ -97,6 +97,15 @@ def test_arguments_json_and_schema_types():
                                                  "detail": "object"}
 
 
+def test_schema_types_from_tool_objects():
+    """Engines pass tools as objects: pydantic models, or msgspec structs without model_dump / get (SGLang's
+    /parse_function_call); parameters stay a dict in both."""
+    from types import SimpleNamespace
+
+    objects = [SimpleNamespace(type="function", function=SimpleNamespace(**t["function"])) for t in TOOLS]
+    assert param_types(objects) == param_types(TOOLS)
+
+
 def test_unknown_format_is_named():
     with pytest.raises(ValueError, match="'hermes'"):
         ToolCallStream("hermes")

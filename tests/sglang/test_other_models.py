@@ -8,6 +8,7 @@ prompt log-probs, the rendered chat prompt (roles LongCat's template refuses inc
 name), the /metrics series, and the log.
 """
 
+import json
 import re
 
 import pytest
@@ -33,6 +34,8 @@ TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "Current weather of a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
 QWEN25_CALL = 'Checking.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+LONGCAT_XML_CALL = ("Checking.\n<longcat_tool_call>get_weather\n<longcat_arg_key>city</longcat_arg_key>\n"
+                    "<longcat_arg_value>Paris</longcat_arg_value>\n</longcat_tool_call>")
 OURS_LINE = re.compile(r"^(\[[^]]*\] )?longcat-flash-plugins[ :]")  # every message our package logs starts so
 
 
@@ -66,7 +69,8 @@ def observe(server) -> dict:
                                                             "tools": TOOLS}),
         # before the one request that uses our parser (which logs that it does)
         "our_log_lines": [line for line in server.log().splitlines() if OURS_LINE.search(line)],
-        "parse_longcat": _post(url, "/parse_function_call", {"text": "x", "tool_call_parser": "longcat"})[0],
+        "parse_longcat": _post(url, "/parse_function_call", {"text": LONGCAT_XML_CALL, "tool_call_parser": "longcat_xml",
+                                                             "tools": TOOLS}),
         "n_130": len(_post(url, "/v1/completions", {"model": "default", "prompt": PROMPTS[0], "max_tokens": 1,
                                                     "n": 130, "temperature": 1.0})[1]["choices"]),
         "unknown_model": _chat(url, model="no-such-model", messages=CHAT[2:3])[0],
@@ -88,9 +92,14 @@ def observed(tmp_path_factory) -> dict:
 
 
 def test_the_plugin_loaded_only_where_installed(observed):
-    """Its parser table entry: /parse_function_call knows ``longcat`` with the plugin only."""
-    assert observed["installed"]["parse_longcat"] == 200
-    assert observed["off"]["parse_longcat"] != 200
+    """Its parser table entry: /parse_function_call knows ``longcat_xml`` with the plugin only (and parses
+    with the tools SGLang passes there as msgspec structs)."""
+    status, parsed = observed["installed"]["parse_longcat"]
+    assert status == 200, parsed
+    assert parsed["normal_text"].strip() == "Checking." and len(parsed["calls"]) == 1
+    assert parsed["calls"][0]["name"] == "get_weather"
+    assert json.loads(parsed["calls"][0]["parameters"]) == {"city": "Paris"}
+    assert observed["off"]["parse_longcat"][0] != 200
 
 
 def test_same_greedy_tokens_and_prompt_logprobs(observed):

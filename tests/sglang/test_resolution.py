@@ -36,7 +36,7 @@ OURS = ("longcat_sglang.model:LongcatFlashForCausalLM", "longcat_sglang.mtp:Long
 SGLANGS = ("sglang.srt.models.longcat_flash:LongcatFlashForCausalLM",
            "sglang.srt.models.longcat_flash_nextn:LongcatFlashForCausalLMNextN")
 NGRAM = "use_ngram_embedding (n-gram embeddings (LongCat-Flash-Lite))"
-OE = "oe_vocab_size_ratio (n-gram embeddings (LongCat-Flash-Lite))"
+OE = "oe_vocab_size_ratio, use_ngram_embedding (n-gram embeddings (LongCat-Flash-Lite))"
 SPARSE = "index_topk (sparse (indexer) attention)"
 NO_GPU = "RuntimeError: Found no NVIDIA driver on your system. Please check that you have an NVIDIA GPU and installed " \
          "a driver from http://www.nvidia.com/Download/index.aspx"
@@ -45,9 +45,9 @@ NO_ROPE_PARAMETERS = "TypeError: argument of type 'NoneType' is not iterable"
 EXPECTED = {
     "chat": (*OURS, None, "built"),
     "ngram": (*SGLANGS, NGRAM, NO_GPU),  # NgramEmbedding allocates on "cuda"
-    "oe": (*SGLANGS, f"{OE}, {NGRAM}", NO_GPU),
+    "oe": (*SGLANGS, OE, NO_GPU),
     "sparse": (*SGLANGS, SPARSE, NO_ROPE_PARAMETERS),  # rope_parameters is None under transformers 5.19
-    "oe+sparse": (*SGLANGS, f"{OE}, {NGRAM}, {SPARSE}", NO_GPU),
+    "oe+sparse": (*SGLANGS, f"{OE}; {SPARSE}", NO_GPU),
 }
 REGISTRY = {  # ModelRegistry by name: SGLang's config loader renames every LongCat name to the first
     "LongcatFlashForCausalLM": OURS[0],
