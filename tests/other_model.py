@@ -18,6 +18,17 @@ CHATML_TEMPLATE = (  # any role, tools listed in the system turn: nothing LongCa
     "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif -%}"
 )
 ARCHITECTURE = "LlamaForCausalLM"
+CHAT = [  # every role the ChatML template renders; LongCat's template refuses developer and tool
+    {"role": "system", "content": "You are terse."},
+    {"role": "developer", "content": "Answer in one word."},
+    {"role": "user", "content": "What is the weather in Paris?"},
+    {"role": "assistant", "content": "Let me check."},
+    {"role": "tool", "content": "sunny, 21 C", "tool_call_id": "call_0"},
+    {"role": "user", "content": "So?"},
+]
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather of a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
 
 
 def write_llama(out_dir: Path, seed: int = 0) -> Path:

@@ -16,23 +16,12 @@ import requests
 
 from longcat_common.testing.tokenizer import build_tokenizer
 from tests.conftest import PROMPTS
-from tests.other_model import write_llama
+from tests.other_model import CHAT, TOOLS, write_llama
 from tests.sglang.server import any_model_server
 
 ARGS = ["--dtype", "float32", "--tool-call-parser", "qwen25", "--enable-metrics", "--model-impl", "transformers"]
 PLUGIN_OFF = {"SGLANG_PLUGINS": "none"}  # a whitelist naming no installed plugin: ours is not loaded
 GREEDY_TOKENS = 12
-CHAT = [  # every role the ChatML template renders; developer and tool are refused for LongCat
-    {"role": "system", "content": "You are terse."},
-    {"role": "developer", "content": "Answer in one word."},
-    {"role": "user", "content": "What is the weather in Paris?"},
-    {"role": "assistant", "content": "Let me check."},
-    {"role": "tool", "content": "sunny, 21 C", "tool_call_id": "call_0"},
-    {"role": "user", "content": "So?"},
-]
-TOOLS = [{"type": "function", "function": {
-    "name": "get_weather", "description": "Current weather of a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
 QWEN25_CALL = 'Checking.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 LONGCAT_XML_CALL = ("Checking.\n<longcat_tool_call>get_weather\n<longcat_arg_key>city</longcat_arg_key>\n"
                     "<longcat_arg_value>Paris</longcat_arg_value>\n</longcat_tool_call>")

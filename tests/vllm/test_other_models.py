@@ -13,25 +13,15 @@ import pytest
 import requests
 
 from longcat_common import __version__
-from tests.other_model import write_llama
+from tests.other_model import CHAT, TOOLS, write_llama
 from tests.server import free_port, running_server
 
 from .conftest import plugins_off_env
 
 MODEL = "llama-tiny"
 PROMPTS = [[1, 17, 200, 45, 99, 300, 12, 7, 650, 88, 23, 400], [1, 5, 9, 33, 77, 100, 4, 8]]
-# every role LongCat's template refuses or renames too: vLLM renders them as the model's template says
-MESSAGES = [
-    {"role": "system", "content": "Be brief."},
-    {"role": "developer", "content": "Answer in English."},
-    {"role": "user", "content": "What is the weather in Paris?"},
-    {"role": "assistant", "content": "Let me look."},
-    {"role": "tool", "content": "sunny, 21 C", "tool_call_id": "call_1"},
-    {"role": "critic", "content": "Be precise."},
-]
-TOOLS = [{"type": "function", "function": {
-    "name": "get_weather", "description": "Current weather of a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+# and a role no chat API names: vLLM renders every role as the model's template says
+MESSAGES = [*CHAT, {"role": "critic", "content": "Be precise."}]
 REGISTERED = (f"longcat-flash-plugins {__version__}: LongcatFlashForCausalLM, LongcatCausalLM, LongCatFlashMTPModel "
               "registered for vLLM")
 # vLLM's own listing of the entry points it finds (not our output)
