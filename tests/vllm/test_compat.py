@@ -12,7 +12,7 @@ import vllm
 from longcat_vllm import compat
 
 WARNING = ("longcat-flash-plugins: vLLM {} is outside the supported range >=0.32,<0.34 (transformers per "
-           "release: 0.32: >=5.16.1,<5.20.0, 0.33: >=5.16.1,<5.20.0); LongCat is served by our classes, "
+           "release: 0.32: >=5.16.1,<5.20.0, 0.33: >=5.16.1,<5.21.0); LongCat is served by our classes, "
            "untested on this release")
 
 
