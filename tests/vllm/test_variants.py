@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from longcat_common.config import unsupported_reason
+from longcat_common.config import unsupported_features, unsupported_reason
 from longcat_common.testing.tiny import write_checkpoint
 
 from .conftest import plugins_off_env
@@ -29,6 +29,8 @@ VARIANTS = {
     "sparse": {"index_topk": 4},
 }
 VARIANTS["both"] = {**VARIANTS["ngram"], **VARIANTS["sparse"]}
+# Flash-Lite-Sparse / LongCat-2.0: n-gram fields in their oe_* spelling, with sparse attention
+VARIANTS["oe+sparse"] = {"oe_vocab_size_ratio": 2, "oe_neighbor_num": 3, "oe_split_num": 2, **VARIANTS["sparse"]}
 OURS = "longcat_vllm.model:LongcatFlashForCausalLM"
 VLLM_FLASH = "vllm.model_executor.models.longcat_flash:LongcatFlashForCausalLM"
 VLLM_NGRAM = "vllm.model_executor.models.longcat_flash_ngram:LongcatFlashNgramForCausalLM"
@@ -39,14 +41,17 @@ EXPECTED = {
     ("LongcatFlashForCausalLM", "ngram"): VLLM_FLASH,
     ("LongcatFlashForCausalLM", "sparse"): VLLM_FLASH,
     ("LongcatFlashForCausalLM", "both"): VLLM_FLASH,
+    ("LongcatFlashForCausalLM", "oe+sparse"): VLLM_FLASH,
     ("LongcatCausalLM", "none"): OURS,
     ("LongcatCausalLM", "ngram"): REFUSED,  # vLLM 0.32 has no class for the name
     ("LongcatCausalLM", "sparse"): REFUSED,
     ("LongcatCausalLM", "both"): REFUSED,
+    ("LongcatCausalLM", "oe+sparse"): REFUSED,  # what Flash-Lite-Sparse and LongCat-2.0 ship
     ("LongcatFlashNgramForCausalLM", "none"): VLLM_NGRAM,  # vLLM's own name: never ours
     ("LongcatFlashNgramForCausalLM", "ngram"): VLLM_NGRAM,
     ("LongcatFlashNgramForCausalLM", "sparse"): VLLM_NGRAM,
     ("LongcatFlashNgramForCausalLM", "both"): VLLM_NGRAM,
+    ("LongcatFlashNgramForCausalLM", "oe+sparse"): VLLM_NGRAM,
 }
 MTP = {"method": "mtp", "num_speculative_tokens": 1}
 # MTP drafts of a Flash config: (variant, the draft's class)
@@ -98,7 +103,8 @@ def test_class_with_the_plugin(runs, arch, variant):
     case, want = case_name(arch, variant), EXPECTED[(arch, variant)]
     if want == REFUSED:
         error = front[case]["error"]
-        for field in VARIANTS[variant]:
+        assert unsupported_features(VARIANTS[variant])
+        for field in unsupported_features(VARIANTS[variant]):
             assert field in error
         assert f"not implemented here, and vLLM 0.32.0 has no class of its own for {arch}: cannot serve it" in error
         assert case not in worker
