@@ -208,11 +208,15 @@ class LongcatConfig:
         return tuple(block)
 
 
+def config_value(config, name: str):
+    """Field ``name`` of a config.json dict or of any engine's config object; None where it is absent."""
+    return config.get(name) if isinstance(config, dict) else getattr(config, name, None)
+
+
 def unsupported_features(config) -> dict[str, str]:
     """The fields of ``config`` (a config.json dict or any engine's config object) that turn on a LongCat
     feature this package does not implement -> that feature, in UNSUPPORTED_FIELDS' order; {} when we serve it."""
-    get = config.get if isinstance(config, dict) else lambda name: getattr(config, name, None)
-    return {name: feature for name, feature in UNSUPPORTED_FIELDS.items() if get(name)}
+    return {name: feature for name, feature in UNSUPPORTED_FIELDS.items() if config_value(config, name)}
 
 
 def unsupported_reason(config) -> str | None:

@@ -12,7 +12,7 @@ own class, captured before we register ours, for any config with such a field.
 
 import logging
 
-from longcat_common.config import ARCHITECTURES, unsupported_reason
+from longcat_common.config import ARCHITECTURES, config_value, unsupported_reason
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +27,7 @@ _announced: set[tuple] = set()  # (model path, architecture): logged once per pr
 
 def serves(config) -> bool:
     """A config.json dict or SGLang's config object that longcat_sglang's classes serve."""
-    architectures = (config.get("architectures") if isinstance(config, dict)
-                     else getattr(config, "architectures", None)) or ()
-    return bool(set(architectures) & LONGCAT_ARCHITECTURES) and unsupported_reason(config) is None
+    return bool(set(config_value(config, "architectures") or ()) & LONGCAT_ARCHITECTURES) and unsupported_reason(config) is None
 
 
 def serves_model(model_path: str | None) -> bool:
