@@ -14,12 +14,14 @@ from vllm.model_executor.layers.logits_processor import LogitsProcessor
 from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead, VocabParallelEmbedding
 from vllm.model_executor.models.deepseek_v2 import DeepseekV2MLAAttention, DeepseekV2MLP
 from vllm.model_executor.models.utils import make_layers, maybe_prefix
+from vllm.platforms import current_platform
 from vllm.sequence import IntermediateTensors
 
 from longcat_common import __version__
 from longcat_common.config import LongcatConfig
 from longcat_common.layer import ShortcutLayerSteps, shortcut_layer_forward
 
+from .cpu_collectives import supply_uneven_collectives
 from .loading import ep_filtered_weights, load_longcat_weights, quant_config_for_device
 from .moe import LongcatMoE
 from .rope import MlaRope
@@ -116,6 +118,8 @@ class LongcatFlashForCausalLM(nn.Module):
         self.config = LongcatConfig.from_hf(vllm_config.model_config.hf_config)
         if vllm_config.parallel_config.pipeline_parallel_size > 1:
             raise ValueError("longcat-flash-plugins: pipeline parallelism is not supported; use TP/EP")
+        if current_platform.is_cpu() and vllm_config.parallel_config.data_parallel_size > 1:
+            supply_uneven_collectives()  # the MoE's DP all-gather on vLLM's CPU communicator (cpu_collectives.py)
         self.model = LongcatFlashModel(vllm_config=vllm_config, prefix=maybe_prefix(prefix, "model"))
         self.lm_head = ParallelLMHead(self.config.vocab_size, self.config.hidden_size,
                                       prefix=maybe_prefix(prefix, "lm_head"))

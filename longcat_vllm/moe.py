@@ -9,18 +9,26 @@ and the identity term for the same slot, or neither.
 
 vLLM's fused-MoE kernels take a fixed-width [T, k] id tensor, so a zero slot must still carry an id.
 We give it weight 0 and the id that costs nothing where the kernel allows it:
-  * DeepEP all-to-all (HT, LL, v2): -1, which DeepEP's dispatch treats as "no expert" (no dispatch).
+  * DeepEP all-to-all (HT, v2, and LL up to its top-k limit): -1, which DeepEP's dispatch treats as
+    "no expert" (no dispatch).
   * expert parallel on CUDA without all-to-all kernels (TP x EP, DP 1): an expert this rank does not
     own; its expert map sends it to -1, so the slot is skipped here (no GEMM, no hot spot on expert 0)
     -- the same trick vLLM's DeepEP-HT prepare step uses for its own -1 ids. Every rank routes the
     same tokens and fills its own way, so no rank computes a zero slot.
-  * other all-to-all backends (DP > 1): refused. Their dispatch sends every id to the rank owning it,
-    so any fill id is a real expert somewhere that would compute the slot for nothing.
-  * no expert map (TP only) on CUDA: expert 0 with weight 0 (the kernel computes the slot).
-  * CPU backend: ``cpu_fused_moe`` ignores the expert map and cannot skip a slot (a -1 id gives
-    wrong sums, an out-of-range id corrupts the heap), so ids are turned into this rank's local ids
-    here and every masked slot (zero expert, or an expert of another EP rank) goes to local expert 0
-    with weight 0. This is what makes EP run on vLLM's CPU backend at all (docs/vllm.md).
+  * DeepEP low-latency with top-k > 11 (LongCat-Flash routes 12): refused, its kernels take at most
+    11 slots (``kNumMaxTopK``).
+  * other all-to-all backends on CUDA (DP > 1 with EP), vLLM's default ``allgather_reducescatter``
+    included: refused, naming the DeepEP flags. Every rank sees every DP rank's ids (all-gathered, or
+    sent to the owner), so a fill id must be one that no rank computes: every real id is some rank's
+    expert, and vLLM's ``moe_align_block_size`` reads ``expert_map[id]`` for -1 (out of bounds) and, in
+    its small-batch kernel, for ids past the expert count too.
+  * no expert map (TP only, or DP without EP) on CUDA: expert 0 with weight 0 (the kernel computes it).
+  * CPU backend: -1, and this layer's CPU experts turn ids into local ids after any DP all-gather
+    (``map_ids_in_cpu_experts``): vLLM's ``cpu_fused_moe`` ignores the expert map and cannot skip a slot
+    (a -1 id gives wrong sums, an out-of-range id corrupts the heap), so every masked slot (zero expert,
+    or an expert of another EP rank) goes to local expert 0 with weight 0 there. The CPU communicator
+    runs every all2all backend as all-gather / reduce-scatter, so this one rule covers TP, EP, DP and
+    DP + EP (docs/vllm.md).
 Monolithic MoE kernels route inside the kernel from the logits and are refused: they cannot take this
 routing. The identity term ``identity_coef * x`` is added once, after FusedMoE's TP/EP all-reduce.
 """
@@ -37,6 +45,9 @@ from longcat_common.config import LongcatConfig
 from longcat_vllm.metrics import count_routing, rank_counter
 from longcat_common.routing import (MASKED_SLOT, ZeroExpertRouting, add_identity, ids_for_kernel,
                                     route_with_zero_experts)
+
+
+DEEPEP_LL_MAX_TOPK = 11  # DeepEP csrc/kernels/legacy/internode_ll.cu: kNumMaxTopK (dispatch), kNumMaxTopk (combine)
 
 
 def pack_routing(routing: ZeroExpertRouting) -> torch.Tensor:
@@ -62,21 +73,25 @@ class ZeroExpertSlotRouter(BaseRouter):
         super().__init__(top_k=config.moe_topk, global_num_experts=config.n_routed_experts)
         self.expert_map: torch.Tensor | None = None
         self.fill_id = 0
-        self.local_ids = False  # CPU backend: see kernel_routing
         self.slot_counter = rank_counter()  # docs/metrics.md
 
     def bind(self, expert_map: torch.Tensor | None, parallel) -> None:
         """Called once FusedMoE exists: its EP expert map (global id -> local id or -1) and parallel config."""
-        self.expert_map = expert_map
-        self.local_ids = current_platform.is_cpu()
-        if parallel.use_deepep_ht_kernels or parallel.use_deepep_ll_kernels or parallel.use_deepep_v2_kernels:
-            self.fill_id = MASKED_SLOT  # DeepEP dispatch takes -1 as "no expert": nothing is sent
+        if parallel.use_deepep_ll_kernels and self.top_k > DEEPEP_LL_MAX_TOPK:
+            raise ValueError(
+                f"LongCat-Flash: --all2all-backend deepep_low_latency takes at most {DEEPEP_LL_MAX_TOPK} top-k "
+                f"slots (DeepEP's kNumMaxTopK) and this model routes {self.top_k}; use --all2all-backend "
+                "deepep_high_throughput or deepep_v2")
+        if current_platform.is_cpu() or parallel.use_deepep_ht_kernels or parallel.use_deepep_v2_kernels \
+                or parallel.use_deepep_ll_kernels:
+            self.fill_id = MASKED_SLOT  # DeepEP: "no expert", nothing is sent; CPU: see map_ids_in_cpu_experts
         elif parallel.use_all2all_kernels:
             raise ValueError(
-                f"LongCat-Flash: all2all backend '{parallel.all2all_backend}' with data parallel > 1 would "
-                "dispatch every zero-expert slot to a real expert; use a DeepEP backend (--all2all-backend "
-                "deepep_high_throughput / deepep_low_latency / deepep_v2) or data parallel size 1")
-        elif expert_map is not None and not self.local_ids:
+                f"LongCat-Flash: all2all backend '{parallel.all2all_backend}' (data parallel > 1 with "
+                "--enable-expert-parallel) would compute every zero-expert slot on a real expert; use "
+                "--all2all-backend deepep_high_throughput or deepep_v2, or serve data parallel without "
+                "--enable-expert-parallel")
+        elif expert_map is not None:
             remote = (expert_map < 0).nonzero()
             self.fill_id = int(remote[0, 0]) if remote.numel() else 0
 
@@ -92,18 +107,43 @@ class ZeroExpertSlotRouter(BaseRouter):
         return weights, ids.to(indices_type or torch.int32)
 
     def kernel_routing(self, weights: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Zero slots (id -1, weight 0) as the fused-MoE kernel of this backend can take them; fresh
-        contiguous [T, k] tensors on every device.
-
-        The one device difference vLLM forces: its CPU ``cpu_fused_moe`` ignores the expert map and
-        cannot skip a slot, so there the ids become this rank's local ids and every masked slot (zero
-        expert, or another EP rank's expert) goes to local expert 0 with weight 0. Elsewhere the kernels
-        apply the expert map themselves and a zero slot gets ``fill_id`` (see the module docstring)."""
-        if self.local_ids:
-            if self.expert_map is not None:
-                ids = torch.where(ids >= 0, self.expert_map[ids.clamp(min=0).long()].to(ids.dtype), ids)
-            return weights.masked_fill(ids < 0, 0.0), ids.clamp(min=0)
+        """Zero slots (id -1, weight 0) with ``fill_id`` (see the module docstring); fresh contiguous
+        [T, k] tensors, global ids on every device."""
         return weights, ids_for_kernel(ids, self.fill_id)
+
+
+def local_expert_routing(weights: torch.Tensor, ids: torch.Tensor, expert_map: torch.Tensor | None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global ids [T, k] (-1 for zero slots) -> this rank's local ids, every slot it does not compute
+    (zero expert, another EP rank's expert) at local expert 0 with weight 0: what vLLM's CPU
+    ``cpu_fused_moe`` can take (it ignores the expert map and cannot skip a slot)."""
+    if expert_map is not None:
+        ids = torch.where(ids >= 0, expert_map[ids.clamp(min=0).long()].to(ids.dtype), ids)
+    return weights.masked_fill(ids < 0, 0.0), ids.clamp(min=0)
+
+
+def map_ids_in_cpu_experts(quant_method) -> None:
+    """CPU backend: once vLLM has built this layer's MoE kernel (at the end of loading), its experts get
+    ``local_expert_routing`` applied to the ids they receive. That is after any data-parallel
+    all-gather, so every DP rank's tokens are mapped by this rank's expert map. This layer only: the
+    kernel object is this layer's own."""
+    build = quant_method.process_weights_after_loading
+
+    def process_weights_after_loading(layer):
+        first = quant_method.moe_kernel is None  # a weight update reuses the kernel, already wrapped
+        build(layer)
+        if not first:
+            return
+        experts = quant_method.moe_kernel.fused_experts
+        apply = experts.apply
+
+        def apply_with_local_ids(**kwargs):
+            kwargs["topk_weights"], kwargs["topk_ids"] = local_expert_routing(
+                kwargs["topk_weights"], kwargs["topk_ids"], kwargs["expert_map"])
+            return apply(**kwargs)
+        experts.apply = apply_with_local_ids
+
+    quant_method.process_weights_after_loading = process_weights_after_loading
 
 
 def _routes_inside_kernel(quant_method) -> bool:
@@ -148,6 +188,8 @@ class LongcatMoE(nn.Module):
             raise ValueError(f"LongCat-Flash: the MoE kernel of {quant_method.method_name} routes inside the "
                              "kernel (monolithic) and cannot take zero-expert routing; choose another MoE backend")
         self.slot_router.bind(self.experts.routed_experts.expert_map, self.experts.moe_config.moe_parallel_config)
+        if current_platform.is_cpu():
+            map_ids_in_cpu_experts(quant_method)
 
     def route(self, x: torch.Tensor) -> ZeroExpertRouting:
         c = self.config

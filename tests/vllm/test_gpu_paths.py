@@ -12,6 +12,7 @@ Nothing here runs a GPU kernel. What is checked is what a GPU run builds and loa
     (the TP=2/EP=2 engine run in test_offline_parity.py loads through the real filter).
 """
 
+import dataclasses
 import glob
 import json
 import math
@@ -169,18 +170,47 @@ def _parallel(backend: str, dp: int) -> FusedMoEParallelConfig:
 
 
 @pytest.mark.parametrize("backend", ["deepep_high_throughput", "deepep_low_latency", "deepep_v2"])
-def test_deepep_gets_minus_one_for_zero_slots(lc, backend):
+def test_deepep_gets_minus_one_for_zero_slots(lc, backend, monkeypatch):
+    monkeypatch.setattr(lc_moe.current_platform, "is_cpu", lambda: False)
     router = lc_moe.ZeroExpertSlotRouter(lc)
     router.bind(torch.tensor([0, 1, -1, -1]), _parallel(backend, dp=2))
     assert router.fill_id == -1
 
 
+def test_deepep_low_latency_is_refused_above_its_top_k_limit(lc):
+    """DeepEP's low-latency kernels take at most 11 top-k slots (kNumMaxTopK); LongCat-Flash routes 12."""
+    router = lc_moe.ZeroExpertSlotRouter(dataclasses.replace(lc, moe_topk=12))
+    with pytest.raises(ValueError, match="deepep_low_latency takes at most 11 top-k slots.*routes 12.*"
+                                         "deepep_high_throughput"):
+        router.bind(torch.tensor([0, 1, -1, -1]), _parallel("deepep_low_latency", dp=2))
+
+
 @pytest.mark.parametrize("backend", ["allgather_reducescatter", "naive", "flashinfer_nvlink_two_sided",
                                      "mori_high_throughput", "nixl_ep"])
-def test_other_all2all_backends_with_data_parallel_are_refused(lc, backend):
+def test_other_all2all_backends_with_data_parallel_are_refused_on_cuda(lc, backend, monkeypatch):
+    monkeypatch.setattr(lc_moe.current_platform, "is_cpu", lambda: False)
     router = lc_moe.ZeroExpertSlotRouter(lc)
-    with pytest.raises(ValueError, match=f"all2all backend '{backend}'.*DeepEP"):
+    with pytest.raises(ValueError, match=f"all2all backend '{backend}'.*--all2all-backend deepep_high_throughput"):
         router.bind(torch.tensor([0, 1, -1, -1]), _parallel(backend, dp=2))
+
+
+@pytest.mark.parametrize("backend", ["allgather_reducescatter", "naive"])
+def test_cpu_keeps_global_ids_and_maps_them_after_the_dp_all_gather(lc, backend):
+    """vLLM's CPU communicator runs DP + EP as all-gather / reduce-scatter of the routed ids. The router
+    hands on global ids (-1 for zero slots); this rank's experts map the gathered ids of every DP rank
+    with this rank's expert map: its own experts local, everything else local 0 with weight 0."""
+    half = lc.n_routed_experts // 2
+    expert_map = torch.cat([torch.full((half,), -1), torch.arange(half)])  # EP rank 1 owns the second half
+    router = lc_moe.ZeroExpertSlotRouter(lc)
+    router.bind(expert_map, _parallel(backend, dp=2))
+    assert router.fill_id == -1
+    ids = torch.tensor([[0, half, -1, half + 3], [-1, -1, 1, lc.n_routed_experts - 1]], dtype=torch.int32)
+    weights = torch.tensor([[0.1, 0.2, 0.0, 0.3], [0.0, 0.0, 0.4, 0.5]])
+    w, i = router.kernel_routing(weights, ids)
+    assert torch.equal(i, ids) and torch.equal(w, weights)
+    w, i = lc_moe.local_expert_routing(w, i, expert_map)
+    assert i.tolist() == [[0, 0, 0, 3], [0, 0, 0, half - 1]]
+    assert torch.equal(w, torch.tensor([[0.0, 0.2, 0.0, 0.3], [0.0, 0.0, 0.0, 0.5]]))
 
 
 def test_ep_weight_filter_excuses_exactly_what_vllm_drops(lc, tiny_ckpt):
@@ -220,12 +250,8 @@ def test_router_hands_the_kernel_fresh_contiguous_routing_on_every_device(lc, mo
     weights, ids = router._compute_routing(None, lc_moe.pack_routing(routing), torch.int32)
     assert weights.is_contiguous() and ids.is_contiguous() and weights.shape == ids.shape == (7, lc.moe_topk)
     real = routing.topk_ids >= 0
-    if on_cpu and ep:  # local ids, every masked slot (zero or remote) -> local 0 with weight 0
-        kept = real & (routing.topk_ids < half)
-        want_ids = torch.where(kept, routing.topk_ids, 0)
-    else:
-        kept = real
-        fill = half if ep else 0  # the first expert the map sends to -1 (or expert 0 without a map)
-        want_ids = torch.where(real, routing.topk_ids, fill)
-    assert torch.equal(ids, want_ids.to(torch.int32))
-    assert torch.equal(weights, torch.where(kept, routing.topk_weights, 0.0))
+    # CPU: -1 (its experts map ids after any DP all-gather); CUDA: the first expert the map sends to -1,
+    # or expert 0 without a map
+    fill = -1 if on_cpu else half if ep else 0
+    assert torch.equal(ids, torch.where(real, routing.topk_ids, fill).to(torch.int32))
+    assert torch.equal(weights, torch.where(real, routing.topk_weights, 0.0))
