@@ -6,6 +6,8 @@ Registered for our architectures in vLLM's ``MODELS_CONFIG_MAP`` (plugin.py), wh
 of in every worker after start-up. Only a model that passes gets our metrics (longcat_vllm/metrics.py).
 """
 
+import logging
+
 import vllm
 from longcat_common.checkpoint_files import check_checkpoint_dir, is_local_longcat
 from longcat_common.config import LongcatConfig, unsupported_reason
@@ -16,6 +18,8 @@ from vllm.model_executor.layers.vocab_parallel_embedding import DEFAULT_VOCAB_PA
 from vllm.model_executor.models.config import VerifyAndUpdateConfig
 
 from longcat_vllm.metrics import expose
+
+logger = logging.getLogger("vllm.longcat_flash_plugins")
 
 
 def refuse_unsupported(model_config) -> None:
@@ -54,6 +58,21 @@ def reference_mla_on_cpu(vllm_config) -> None:
         attention.backend = AttentionBackendEnum.CPU_MLA
 
 
+def eager_for_cpu_data_parallel(vllm_config) -> None:
+    """LongCat-Flash with data parallelism on a CPU runs eager.
+
+    vLLM's CPU backend traces the MoE's DP all-gather into its compiled graph (on CUDA a custom op hides
+    it), where every rank's token count is data-dependent: compiling stops at start ("Could not guard on
+    data-dependent expression", from cpu_collectives.all_gatherv's padding). This runs before vLLM turns
+    ``enforce_eager`` into compilation mode NONE (``VllmConfig.__post_init__``)."""
+    model_config = vllm_config.model_config
+    if current_platform.is_cpu() and vllm_config.parallel_config.data_parallel_size > 1 \
+            and not model_config.enforce_eager:
+        logger.warning("longcat-flash-plugins: data parallel on the CPU backend runs eager (vLLM cannot compile "
+                       "the MoE's data-parallel all-gather there): --enforce-eager set")
+        model_config.enforce_eager = True
+
+
 class LongcatStartupCheck(VerifyAndUpdateConfig):
     @staticmethod
     def verify_and_update_config(vllm_config) -> None:
@@ -66,4 +85,5 @@ class LongcatStartupCheck(VerifyAndUpdateConfig):
             config = LongcatConfig.from_hf(model_config.hf_config)
         check_tp_split(config, parallel.tensor_parallel_size, parallel.enable_expert_parallel)
         reference_mla_on_cpu(vllm_config)
+        eager_for_cpu_data_parallel(vllm_config)
         expose(vllm_config, config)

@@ -2,8 +2,11 @@
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -19,8 +22,10 @@ PROMPTS = [  # token ids of the tiny tokenizer's vocabulary, bos first
 MAX_TOKENS = 8
 
 
-def run_offline(spec: dict, tmp_path: Path, timeout: int = 600) -> tuple[dict | None, str]:
+def run_offline(spec: dict, tmp_path: Path, timeout: int = 600, cores: list[int] | None = None
+                ) -> tuple[dict | None, str]:
     """Runs offline_run.py on ``spec``; returns (its JSON result or None if it failed, its whole log).
+    ``cores``: the CPU cores its ranks are bound to (default: 0 .. tp-1).
 
     With ``capture_draft`` the result also holds "draft_calls": per prompt, the draft forwards' inputs
     and logits (offline_run.py)."""
@@ -28,6 +33,8 @@ def run_offline(spec: dict, tmp_path: Path, timeout: int = 600) -> tuple[dict | 
     spec_file.write_text(json.dumps({"prompts": PROMPTS, "max_tokens": MAX_TOKENS, "enforce_eager": True,
                                      "dtype": "bfloat16", **spec}))
     env = {**os.environ, "VLLM_LOGGING_LEVEL": "INFO"}
+    if cores is not None:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(map(str, cores))
     proc = subprocess.run([sys.executable, str(HERE / "offline_run.py"), str(spec_file), str(out_file)],
                           capture_output=True, text=True, timeout=timeout, env=env)
     log = proc.stdout + proc.stderr
@@ -40,17 +47,45 @@ def run_offline(spec: dict, tmp_path: Path, timeout: int = 600) -> tuple[dict | 
     return result, log
 
 
+class OfflineEngines:
+    """One offline_run.py per spec and session. ``prefetch`` starts a module's specs ahead, as many at once
+    as there are free cores (a TP=1 engine runs on one core, so on this 2-core machine two overlap);
+    calling with a spec waits for its run (starting it if it was not prefetched)."""
+
+    def __init__(self, tmp_path_factory):
+        self.tmp_path_factory = tmp_path_factory
+        self.runs: dict[str, Future] = {}
+        self.free_cores: queue.Queue[int] = queue.Queue()
+        for core in range(os.cpu_count() or 1):
+            self.free_cores.put(core)
+        self.taking = threading.Lock()  # one run takes its cores at a time: two TP=2 runs cannot deadlock
+        self.pool = ThreadPoolExecutor(os.cpu_count() or 1)
+
+    def _run(self, spec: dict, tmp_path: Path) -> tuple[dict | None, str]:
+        with self.taking:
+            cores = [self.free_cores.get() for _ in range(min(spec.get("tp", 1), os.cpu_count() or 1))]
+        try:
+            return run_offline(spec, tmp_path, cores=cores)
+        finally:
+            for core in cores:
+                self.free_cores.put(core)
+
+    def prefetch(self, specs) -> None:
+        for spec in specs:
+            key = json.dumps(spec, sort_keys=True)
+            if key not in self.runs:
+                self.runs[key] = self.pool.submit(self._run, spec, self.tmp_path_factory.mktemp("vllm"))
+
+    def __call__(self, spec: dict) -> tuple[dict | None, str]:
+        self.prefetch([spec])
+        return self.runs[json.dumps(spec, sort_keys=True)].result()
+
+
 @pytest.fixture(scope="session")
 def offline_engine(tmp_path_factory):
-    """Cached runner: the same spec starts the engine once per session."""
-    cache: dict[str, tuple[dict | None, str]] = {}
-
-    def run(spec: dict):
-        key = json.dumps(spec, sort_keys=True)
-        if key not in cache:
-            cache[key] = run_offline(spec, tmp_path_factory.mktemp("vllm"))
-        return cache[key]
-    return run
+    engines = OfflineEngines(tmp_path_factory)
+    yield engines
+    engines.pool.shutdown(cancel_futures=True)
 
 
 def plugins_off_env() -> dict:

