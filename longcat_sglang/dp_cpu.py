@@ -13,16 +13,18 @@ on this path its DP-attention code takes the branches it takes on a GPU, and sto
   3. ``dp_gather_*`` / ``dp_scatter`` copy rows with ``memcpy_triton`` (``layers/dp_attention.py`` line
      644, ``memcpy_func = memcpy_cpu if _is_cpu else memcpy_triton``), a Triton kernel;
   4. the MAX_LEN gather calls ``GroupCoordinator.all_gather_into_tensor`` (``distributed/parallel_state.py``
-     line 1363; ``reduce_scatter_tensor``, line 1134, likewise), which goes through a custom op registered
-     for the GPU unless the module's ``_is_cpu`` is set ("Could not run 'sglang::reg_all_gather_into_tensor'
-     with arguments from the 'CPU' backend"); its ``all_reduce`` picks the CPU path by the tensor's device.
+     line 1363), which goes through a custom op registered for the GPU unless the module's ``_is_cpu`` is
+     set ("Could not run 'sglang::reg_all_gather_into_tensor' with arguments from the 'CPU' backend"); its
+     ``all_reduce`` picks the CPU path by the tensor's device. (``reduce_scatter_tensor``, line 1134, does
+     the same; the gathers call it only where attention TP is wider than one rank, --tp > DP size, which
+     has not run here: docs/multinode-sglang.md.)
 For 1 and 2 ``cpu_batch_branches`` runs ``prepare_mlp_sync_batch`` of a CPU batch with the module's
 ``_is_cpu`` set (its two uses there are exactly these two CPU branches), and torch_native answers the
-CPU question with 1, the value SGLang's CPU backends and flashinfer use (a padding request reads one
-cached slot; its row is dropped). For 3 the Triton interpreter runs SGLang's kernel on CPU tensors
-(``TRITON_INTERPRET=1``, set before the scheduler processes start), so the kernel a GPU runs is the one
-the CPU tests run. For 4 ``collective_on_cpu_tensors`` takes the group's own CPU branch for CPU tensors,
-as its ``all_reduce`` does. Each applies only where longcat_sglang serves the model.
+CPU question with 1, the value SGLang's CPU backends and its GPU ones (flashinfer, triton, fa3) use (a
+padding request reads one cached slot; its row is dropped). For 3 the Triton interpreter runs SGLang's
+kernel on CPU tensors (``TRITON_INTERPRET=1``, set before the scheduler processes start), so the kernel
+a GPU runs is the one the CPU tests run. For 4 ``all_gather_on_cpu_tensors`` takes the group's own CPU
+branch for CPU tensors, as its ``all_reduce`` does. Each applies only where longcat_sglang serves the model.
 """
 
 import os
@@ -55,13 +57,12 @@ def cpu_batch_branches(prepare, batch, model_runner, *args, **kwargs):
         forward_batch_info._is_cpu = False
 
 
-def collective_on_cpu_tensors(collective, group, output, input, *args, **kwargs):
-    """AROUND ``GroupCoordinator.all_gather_into_tensor`` / ``.reduce_scatter_tensor``: CPU tensors go to
-    ``_all_gather_into_tensor`` / ``_reduce_scatter_tensor``, the methods the custom op and SGLang's CPU
-    branch call (gloo's collectives here)."""
+def all_gather_on_cpu_tensors(all_gather, group, output, input, *args, **kwargs):
+    """AROUND ``GroupCoordinator.all_gather_into_tensor``: CPU tensors go to ``_all_gather_into_tensor``,
+    which the custom op and SGLang's CPU branch call (gloo's all-gather here)."""
     if not input.is_cpu or not serving.serves_this_process():
-        return collective(group, output, input, *args, **kwargs)
-    return getattr(group, f"_{collective.__name__}")(output, input)
+        return all_gather(group, output, input, *args, **kwargs)
+    return group._all_gather_into_tensor(output, input)
 
 
 def torch_native_padding_seq_len(backend) -> int:

@@ -96,9 +96,8 @@ def register() -> None:
                           dp_cpu.triton_interpreter_for_cpu_dp_attention, HookType.BEFORE)
     HookRegistry.register("sglang.srt.model_executor.forward_batch_info.ForwardBatch.prepare_mlp_sync_batch",
                           dp_cpu.cpu_batch_branches, HookType.AROUND)
-    for collective in ("all_gather_into_tensor", "reduce_scatter_tensor"):
-        HookRegistry.register(f"sglang.srt.distributed.parallel_state.GroupCoordinator.{collective}",
-                              dp_cpu.collective_on_cpu_tensors, HookType.AROUND)
+    HookRegistry.register("sglang.srt.distributed.parallel_state.GroupCoordinator.all_gather_into_tensor",
+                          dp_cpu.all_gather_on_cpu_tensors, HookType.AROUND)
     # zero-expert counting (longcat_sglang/metrics.py): from the end of start-up on, real tokens only
     HookRegistry.register("sglang.srt.managers.scheduler.Scheduler.run_event_loop", metrics.start_serving,
                           HookType.BEFORE)
