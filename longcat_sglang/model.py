@@ -132,10 +132,11 @@ class LongcatDecoderLayer(nn.Module):
         self.mlps = nn.ModuleList(
             LongcatDenseMLP(config, mlp_quant, prefix=add_prefix(f"mlps.{i}", prefix)) for i in range(2))
         self.mlp = LongcatMoE(config, layer_id, quant_config, on_cuda, prefix=add_prefix("mlp", prefix))
-        self.dp_attention = is_dp_attention_enabled()  # the FFNs run on every DP rank's tokens (dp_gather.py)
+        self.dp_attention = is_dp_attention_enabled()
 
     def forward(self, positions, hidden, residual, forward_batch: ForwardBatch):
-        ffn = (lambda block: over_all_dp_ranks(block, forward_batch)) if self.dp_attention else (lambda block: block)
+        def ffn(block):  # under DP attention the FFNs run on every DP rank's tokens (dp_gather.py)
+            return over_all_dp_ranks(block, forward_batch) if self.dp_attention else block
         steps = ShortcutLayerSteps(
             input_norms=tuple(fused_add_norm(n) for n in self.input_layernorm),
             attentions=tuple(lambda h, a=a: a(positions, h, forward_batch) for a in self.self_attn),

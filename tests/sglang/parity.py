@@ -65,11 +65,16 @@ def check_prompt_logprobs(server, ckpt, prompt_ids, label: str) -> None:
 def greedy_matches(server, model, prompt_ids, new_tokens: int, margin: float = CLEAR_MARGIN) -> int:
     """Asserts the server's greedy continuations equal the oracle's up to its first step with a top-1 -
     top-2 logit margin under ``margin``; returns the number of decode steps compared."""
+    served = [server.generate(ids, max_new_tokens=new_tokens)["output_ids"] for ids in prompt_ids]
+    return clear_steps_match(model, prompt_ids, served, new_tokens, margin)
+
+
+def clear_steps_match(model, prompt_ids, served: list[list[int]], new_tokens: int, margin: float) -> int:
+    """As greedy_matches, for continuations already served."""
     compared = 0
-    for ids in prompt_ids:
+    for ids, got in zip(prompt_ids, served, strict=True):
         want, margins = oracle.greedy(model, ids, new_tokens)
         clear = next((i for i, m in enumerate(margins) if m < margin), new_tokens)
-        got = server.generate(ids, max_new_tokens=new_tokens)["output_ids"]
         assert got[:clear] == want[:clear], (ids, got, want, margins)
         compared += clear
     return compared
@@ -101,10 +106,11 @@ def fp32_gap(server, ckpt, prompt_ids) -> float:
                for a, b in zip(server.prompt_logprobs(ids)[1:], oracle.prompt_logprobs(model, ids)[1:]))
 
 
-def concurrent_equals_one_by_one(server, prompt_ids, requests: int = 16, new_tokens: int = 8) -> None:
-    """``requests`` greedy requests (the prompts in turn) sent at once give the tokens each gives alone
-    (float32: in bf16 another batch shape can flip a near-tie of the random weights)."""
-    one_by_one = [server.new_ids(ids, new_tokens) for ids in prompt_ids]
+def concurrent_equals_one_by_one(server, prompt_ids, one_by_one: list[list[int]], requests: int = 16) -> None:
+    """``requests`` greedy requests (the prompts in turn) sent at once give the tokens ``one_by_one`` (each
+    prompt's ``server.new_ids`` alone) has: float32 servers (in bf16 another batch shape can flip a
+    near-tie of the random weights)."""
+    new_tokens = len(one_by_one[0])
     with ThreadPoolExecutor(requests) as pool:
         together = list(pool.map(lambda i: server.new_ids(prompt_ids[i % len(prompt_ids)], new_tokens),
                                  range(requests)))

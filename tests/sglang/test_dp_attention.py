@@ -4,7 +4,8 @@
 ``--attn-dp-size 2``): two DP ranks, each with its own scheduler and requests (SGLang's DP controller
 hands them out in turn), attention over one rank each, the dense MLPs and the MoE tensor-parallel over
 both on the two ranks' tokens gathered (longcat_sglang/dp_gather.py); with ``--enable-ep-moe`` (and DP
-attention spelt ``--attn-dp-size 2``) the experts split 8 + 8 instead. Prefills gather by all-reduce (SUM_LEN),
+attention spelt ``--attn-dp-size 2``) the experts split 8 + 8 instead; without, each DP rank has its own
+LM head (``--enable-dp-lm-head``) instead of one split over both. Prefills gather by all-reduce (SUM_LEN),
 decodes by all-gather with every rank padded to the longest (MAX_LEN); one-by-one requests leave the
 other rank idle, running a dummy batch. The engine's CPU stops on this path: longcat_sglang/dp_cpu.py.
 """
@@ -15,12 +16,13 @@ import pytest
 from transformers import AutoTokenizer
 
 from tests import metrics_check, oracle
-from tests.sglang.parity import FP32_CLEAR_MARGIN, FP32_TOL, concurrent_equals_one_by_one, fp32_gap, greedy_matches
+from tests.sglang.parity import FP32_CLEAR_MARGIN, FP32_TOL, clear_steps_match, concurrent_equals_one_by_one, fp32_gap
 from tests.sglang.server import sglang_server
 
 MODEL = "longcat-tiny"
 # name -> (server arguments, expert-parallel size)
-LAYOUTS = {"dp2": (["--tp", "2", "--dp", "2", "--enable-dp-attention"], 1),
+NEW_TOKENS = 8
+LAYOUTS = {"dp2-dp-lm-head": (["--tp", "2", "--dp", "2", "--enable-dp-attention", "--enable-dp-lm-head"], 1),
            "dp2-ep2": (["--tp", "2", "--attn-dp-size", "2", "--enable-ep-moe"], 2)}
 
 
@@ -32,6 +34,12 @@ def server(request, tiny_ckpt, tmp_path_factory):
                                         "--enable-metrics"]) as s:
         s.expected_ep = ep
         yield s
+
+
+@pytest.fixture(scope="module")
+def one_by_one(server, prompt_ids) -> list[list[int]]:
+    """Each prompt's greedy continuation, requested alone."""
+    return [server.new_ids(ids, NEW_TOKENS) for ids in prompt_ids]
 
 
 def dp_rank_lines(server, rank: int, what: str) -> list[str]:
@@ -51,12 +59,13 @@ def test_float32_equals_the_oracle_on_both_dp_ranks(server, tiny_ckpt, prompt_id
     assert dp_rank_lines(server, 0, "Prefill batch") and dp_rank_lines(server, 1, "Prefill batch")
 
 
-def test_greedy_equals_the_oracle(server, tiny_ckpt, prompt_ids):
-    assert greedy_matches(server, oracle.load_oracle(tiny_ckpt), prompt_ids, 8, FP32_CLEAR_MARGIN) >= 40
+def test_greedy_equals_the_oracle(one_by_one, tiny_ckpt, prompt_ids):
+    model = oracle.load_oracle(tiny_ckpt)
+    assert clear_steps_match(model, prompt_ids, one_by_one, NEW_TOKENS, FP32_CLEAR_MARGIN) >= 40
 
 
-def test_sixteen_concurrent_requests_equal_one_by_one(server, prompt_ids):
-    concurrent_equals_one_by_one(server, prompt_ids)
+def test_sixteen_concurrent_requests_equal_one_by_one(server, prompt_ids, one_by_one):
+    concurrent_equals_one_by_one(server, prompt_ids, one_by_one)
 
 
 @pytest.mark.parametrize("concurrent", [False, True], ids=["one-by-one", "concurrent"])
