@@ -16,6 +16,9 @@ all-gather; an idle rank runs a dummy batch of padding rows). Either way a slot 
 tokens first, then padding, and ``forward_batch.global_num_tokens_gpu`` has the slot sizes
 (longcat_sglang.metrics counts only the real rows).
 
+``dp_gather_replicate``, not ``_partial``: the attention output is already all-reduced over attention TP,
+so the ranks of a DP group hold the same rows and one of them writes them.
+
 The residual stays on the DP rank: the layer flow of longcat_common.layer is unchanged, only the three
 FFN steps of a layer (MoE, mlps[0], mlps[1]) are wrapped.
 """
