@@ -17,6 +17,7 @@ from longcat_common.config import LongcatConfig
 from longcat_common.layer import ShortcutLayerSteps, shortcut_layer_forward
 from longcat_common.loading import check_fused_qkv_a_blocks, checkpoint_targets, fuse_qkv_a
 from longcat_sglang.attention import LongcatMLA, check_attention_backends
+from longcat_sglang.dp_gather import over_all_dp_ranks
 from longcat_sglang.moe import LongcatMoE
 from sglang.srt.eplb.expert_location import ModelConfigForExpertLocation
 from sglang.srt.layers.activation import SiluAndMul
@@ -109,6 +110,13 @@ def fused_add_norm(norm: RMSNorm):
     return lambda h, residual: (norm(h), h) if residual is None else norm(h, residual)
 
 
+def dp_local_embedding(config: LongcatConfig, prefix: str) -> VocabParallelEmbedding:
+    """The token embedding, vocab-parallel over the ranks that share this rank's tokens: the attention-TP
+    group under DP attention (the DP ranks embed different tokens), else the TP group."""
+    return VocabParallelEmbedding(config.vocab_size, config.hidden_size, prefix=prefix,
+                                  use_attn_tp_group=is_dp_attention_enabled())
+
+
 class LongcatDecoderLayer(nn.Module):
     def __init__(self, config: LongcatConfig, layer_id: int, quant_config, on_cuda: bool, prefix: str):
         super().__init__()
@@ -124,14 +132,17 @@ class LongcatDecoderLayer(nn.Module):
         self.mlps = nn.ModuleList(
             LongcatDenseMLP(config, mlp_quant, prefix=add_prefix(f"mlps.{i}", prefix)) for i in range(2))
         self.mlp = LongcatMoE(config, layer_id, quant_config, on_cuda, prefix=add_prefix("mlp", prefix))
+        self.dp_attention = is_dp_attention_enabled()
 
     def forward(self, positions, hidden, residual, forward_batch: ForwardBatch):
+        def ffn(block):  # under DP attention the FFNs run on every DP rank's tokens (dp_gather.py)
+            return over_all_dp_ranks(block, forward_batch) if self.dp_attention else block
         steps = ShortcutLayerSteps(
             input_norms=tuple(fused_add_norm(n) for n in self.input_layernorm),
             attentions=tuple(lambda h, a=a: a(positions, h, forward_batch) for a in self.self_attn),
             post_attention_norms=tuple(fused_add_norm(n) for n in self.post_attention_layernorm),
-            dense_mlps=tuple(self.mlps),
-            moe=self.mlp,
+            dense_mlps=tuple(ffn(mlp) for mlp in self.mlps),
+            moe=ffn(lambda m: self.mlp(m, forward_batch.global_num_tokens_gpu if self.dp_attention else None)),
         )
         return shortcut_layer_forward(steps, hidden, residual)
 
@@ -139,8 +150,7 @@ class LongcatDecoderLayer(nn.Module):
 class LongcatFlashModel(nn.Module):
     def __init__(self, config: LongcatConfig, quant_config, on_cuda: bool, prefix: str):
         super().__init__()
-        self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size,
-                                                   prefix=add_prefix("embed_tokens", prefix))
+        self.embed_tokens = dp_local_embedding(config, prefix=add_prefix("embed_tokens", prefix))
         self.layers = nn.ModuleList(
             LongcatDecoderLayer(config, i, quant_config, on_cuda, prefix=add_prefix(f"layers.{i}", prefix))
             for i in range(config.num_layers))
@@ -162,17 +172,19 @@ class LongcatCausalLMBase(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        if get_parallel().pp_size > 1 or is_dp_attention_enabled():
-            raise ValueError("longcat-flash-plugins: pipeline parallelism and DP attention are not supported; "
-                             "use --tp / --ep-size")
+        if get_parallel().pp_size > 1:
+            raise ValueError("longcat-flash-plugins: pipeline parallelism is not supported; use --tp / --ep-size "
+                             "(and --attn-dp-size for DP attention)")
         self.config = config
         self.lc = longcat_config(config)
         self.on_cuda = on_cuda_device()
         self.dequantize_fp8 = self.lc.fp8_block_size() is not None and not self.on_cuda
 
     def build_head(self, config, quant_config, prefix: str) -> None:
+        # SGLang's LogitsProcessor gathers the DP ranks' rows for a TP-wide head, or not (--enable-dp-lm-head)
         self.lm_head = ParallelLMHead(self.lc.vocab_size, self.lc.hidden_size, quant_config=quant_config,
-                                      prefix=add_prefix("lm_head", prefix))
+                                      prefix=add_prefix("lm_head", prefix),
+                                      use_attn_tp_group=get_parallel().enable_dp_lm_head)
         self.logits_processor = LogitsProcessor(config)
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -200,9 +212,9 @@ class LongcatFlashForCausalLM(LongcatCausalLMBase):
         self.model = LongcatFlashModel(layers, quant_config, self.on_cuda, prefix=add_prefix("model", prefix))
         self.build_head(config, quant_config, prefix)
         yarn = self.lc.rope_scaling
-        logger.info("longcat-flash-plugins %s: %s (rope %s, device %s, tp %d, moe ep %d, fp8 %s%s)", __version__,
-                    ACTIVE_MESSAGE, f"yarn x{yarn['factor']:g}" if yarn else "plain", get_device().device,
-                    get_parallel().tp_size, get_parallel().moe_ep_size,
+        logger.info("longcat-flash-plugins %s: %s (rope %s, device %s, tp %d, moe ep %d, attn dp %d, fp8 %s%s)",
+                    __version__, ACTIVE_MESSAGE, f"yarn x{yarn['factor']:g}" if yarn else "plain", get_device().device,
+                    get_parallel().tp_size, get_parallel().moe_ep_size, get_parallel().attn_dp_size,
                     "dequantised to bf16" if self.dequantize_fp8 else bool(self.lc.fp8_block_size()),
                     padding_note(self.lc, layers))
 

@@ -95,14 +95,16 @@ class LongcatMoE(nn.Module):
                 [self.experts._map_global_expert_id_to_local_expert_id(e) for e in range(config.n_routed_experts)],
                 dtype=torch.int32)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [T, H] (the post_attention_layernorm[0] output) -> [T, H], fully reduced, identity term included."""
+    def forward(self, x: torch.Tensor, dp_slots: torch.Tensor | None = None) -> torch.Tensor:
+        """x [T, H] (the post_attention_layernorm[0] output) -> [T, H], fully reduced, identity term included.
+        Under DP attention x holds every DP rank's rows, one slot per rank, and dp_slots [D] their row counts
+        (dp_gather.py); the slot counter skips padding rows by them."""
         logits = self.router(x)
         c = self.config
         routing = route_with_zero_experts(logits, self.router.e_score_correction_bias, c.moe_topk,
                                           c.n_routed_experts, c.routed_scaling_factor)
         if self.slot_counter is not None:
-            self.slot_counter.add(routing.topk_ids, step_padding(x.shape[0], x.device))
+            self.slot_counter.add(routing.topk_ids, step_padding(x.shape[0], x.device, dp_slots))
         routed = self.experts(x, StandardTopKOutput(routing.topk_weights, routing.topk_ids, logits))
         if self.tp_size > 1:
             routed = tensor_model_parallel_all_reduce(routed)

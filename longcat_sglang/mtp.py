@@ -27,6 +27,7 @@ from longcat_common.mtp import MtpLayerSteps, mtp_layer_forward, require_mtp_lay
 from longcat_sglang.attention import LongcatMLA
 from longcat_sglang.model import (LongcatCausalLMBase, LongcatDenseMLP, fused_add_norm, layer_config, load_target,
                                   padding_note)
+from sglang.srt.layers.dp_attention import is_dp_attention_enabled
 from sglang.srt.layers.layernorm import RMSNorm
 from sglang.srt.layers.linear import ReplicatedLinear
 from sglang.srt.layers.vocab_parallel_embedding import VocabParallelEmbedding
@@ -90,6 +91,9 @@ class LongcatMtpModel(nn.Module):
 class LongcatFlashForCausalLMNextN(LongcatCausalLMBase):
     def __init__(self, config, quant_config=None, prefix: str = ""):
         super().__init__(config)
+        if is_dp_attention_enabled():
+            raise ValueError("longcat-flash-plugins: the NEXTN draft does not support DP attention "
+                             "(--attn-dp-size / --enable-dp-attention); use speculative decoding with --tp only")
         require_mtp_layer(self.lc)
         if self.dequantize_fp8 or "mtp" in self.lc.disable_quant_module:
             quant_config = None

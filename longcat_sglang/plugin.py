@@ -75,7 +75,7 @@ def register() -> None:
     """Runs once per SGLang process; logs nothing unless the installed SGLang is outside compat.SUPPORTED."""
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
-    from longcat_sglang import metrics, spec_cpu
+    from longcat_sglang import dp_cpu, metrics, spec_cpu
     from longcat_sglang.request_guard import check_chat_roles, check_model_name, check_n, check_request
 
     HookRegistry.register("sglang.srt.server_args.prepare_server_args", _enable_ep_moe_compat, HookType.BEFORE)
@@ -92,6 +92,12 @@ def register() -> None:
                           check_model_name, HookType.AROUND)
     HookRegistry.register("sglang.srt.server_args.prepare_server_args",
                           spec_cpu.triton_interpreter_for_cpu_speculation, HookType.BEFORE)
+    HookRegistry.register("sglang.srt.server_args.prepare_server_args",
+                          dp_cpu.triton_interpreter_for_cpu_dp_attention, HookType.BEFORE)
+    HookRegistry.register("sglang.srt.model_executor.forward_batch_info.ForwardBatch.prepare_mlp_sync_batch",
+                          dp_cpu.cpu_batch_branches, HookType.AROUND)
+    HookRegistry.register("sglang.srt.distributed.parallel_state.GroupCoordinator.all_gather_into_tensor",
+                          dp_cpu.all_gather_on_cpu_tensors, HookType.AROUND)
     # zero-expert counting (longcat_sglang/metrics.py): from the end of start-up on, real tokens only
     HookRegistry.register("sglang.srt.managers.scheduler.Scheduler.run_event_loop", metrics.start_serving,
                           HookType.BEFORE)
@@ -120,6 +126,7 @@ def register() -> None:
     # SGLang loads every LongCat config as its LongcatFlashConfig with architecture LongcatFlashForCausalLM
     # (utils/hf_transformers/config.py), the NEXTN draft's as LongcatFlashForCausalLMNextN: two entries.
     serving.capture_builtin(ModelRegistry)
+    dp_cpu.add_torch_native_padding_seq_len()
     ModelRegistry.models.update(zip(serving.REGISTERED, (LongcatFlashForCausalLM, LongcatFlashForCausalLMNextN)))
     register_parsers()
     check_engine_version(logger)

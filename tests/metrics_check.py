@@ -5,6 +5,7 @@ import json
 import shutil
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
@@ -55,16 +56,16 @@ def settled_counts(base_url: str, model_name: str) -> tuple[int, int]:
 METRIC_PROMPTS = ["Routing check one", "A second routing check", "Third"]
 
 
-def served_vs_reference(base_url: str, model_name: str, ckpt, generate
+def served_vs_reference(base_url: str, model_name: str, ckpt, generate, concurrent: bool = False
                         ) -> tuple[tuple[int, int], tuple[int, int], list[list[int]]]:
-    """Serve METRIC_PROMPTS through ``generate(prompt) -> (prompt ids, generated ids)``; return the
-    /metrics counter deltas, the reference's counts for the tokens forwarded (the prompt and every
-    generated token but the last, which is sampled and never fed back) and those tokens."""
+    """Serve METRIC_PROMPTS through ``generate(prompt) -> (prompt ids, generated ids)``, one by one or all at
+    once (batched: uneven batches, padding); return the /metrics counter deltas, the reference's counts for
+    the tokens forwarded (the prompt and every generated token but the last, which is sampled and never fed
+    back) and those tokens."""
     before = settled_counts(base_url, model_name)
-    forwarded = []
-    for prompt in METRIC_PROMPTS:
-        prompt_ids, generated = generate(prompt)
-        forwarded.append(list(prompt_ids) + list(generated[:-1]))
+    with ThreadPoolExecutor(len(METRIC_PROMPTS) if concurrent else 1) as pool:
+        served = list(pool.map(generate, METRIC_PROMPTS))
+    forwarded = [list(prompt_ids) + list(generated[:-1]) for prompt_ids, generated in served]
     expected = reference_counts(ckpt, forwarded)
     deadline = time.monotonic() + 30
     while True:  # the workers publish their totals every FLUSH_INTERVAL

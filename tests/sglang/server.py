@@ -15,7 +15,7 @@ from pathlib import Path
 import requests
 
 from longcat_sglang.model import ACTIVE_MESSAGE
-from tests.server import free_port, running_server
+from tests.server import free_port, running_server, stop_group
 
 CPU_ARGS = ["--device", "cpu", "--attention-backend", "torch_native", "--disable-cuda-graph",
             "--max-total-tokens", "8192", "--max-running-requests", "32"]
@@ -32,21 +32,29 @@ def _command(model: Path, port: int, args, launcher: Path | None = None) -> list
             "--port", str(port), *CPU_ARGS, *args]
 
 
-def _env(args) -> dict:
-    """One core per TP rank. SGLang needs them named when there are fewer NUMA nodes than ranks; and with
-    its default (every core to one rank) the OpenMP threads of a tiny model spin against the server's
-    other processes: a decode step takes ~0.4 s instead of ~8 ms on this 2-core machine."""
+def _flag(args, name: str, default: int) -> int:
     args = list(args)
-    tp = int(args[args.index("--tp") + 1]) if "--tp" in args else 1
-    return {"SGLANG_CPU_OMP_THREADS_BIND": "|".join(str(rank % (os.cpu_count() or 1)) for rank in range(tp))}
+    return int(args[args.index(name) + 1]) if name in args else default
+
+
+def _env(args) -> dict:
+    """One core per TP rank (with ``--nnodes``, per rank of this node, the nodes' ranks on different cores).
+    SGLang needs them named when there are fewer NUMA nodes than ranks; and with its default (every core
+    to one rank) the OpenMP threads of a tiny model spin against the server's other processes: a decode
+    step takes ~0.4 s instead of ~8 ms on this 2-core machine."""
+    local = _flag(args, "--tp", 1) // _flag(args, "--nnodes", 1)
+    first = _flag(args, "--node-rank", 0) * local
+    cores = (str(rank % (os.cpu_count() or 1)) for rank in range(first, first + local))
+    return {"SGLANG_CPU_OMP_THREADS_BIND": "|".join(cores)}
 
 
 class Server:
     def __init__(self, url: str, log_path: Path):
-        self.url, self.log_path = url, log_path
+        self.url, self.log_paths = url, [log_path]
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """The server's log; every node's, one after the other, for a multi-node server."""
+        return "".join(path.read_text(errors="replace") for path in self.log_paths)
 
     def generate(self, input_ids: list[int], max_new_tokens: int = 1, logprob_start_len: int = 0,
                  ignore_eos: bool = False) -> dict:
@@ -83,6 +91,26 @@ def sglang_server(model: Path, log: Path, args=(), launcher: Path | None = None)
     with any_model_server(model, log, args, launcher) as server:
         assert ACTIVE_MESSAGE in server.log(), "SGLang did not build longcat_sglang's LongcatFlashForCausalLM"
         yield server
+
+
+@contextmanager
+def two_node_server(model: Path, log_dir: Path, args=()):
+    """``--nnodes 2`` on loopback, one process per "node" (``--tp`` ranks split over them, one core each):
+    node 1 first (it serves no HTTP; on one host it needs a port of its own), then node 0, whose URL is
+    served. Fails unless both logs say longcat_sglang's class serves."""
+    common = [*args, "--nnodes", "2", "--dist-init-addr", f"127.0.0.1:{free_port()}"]
+    node1_args = [*common, "--node-rank", "1"]
+    node1_log = log_dir / "node1.log"
+    with open(node1_log, "w") as out:
+        node1 = subprocess.Popen(_command(model, free_port(), node1_args), stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True, env={**os.environ, **_env(node1_args)})
+    try:
+        with sglang_server(model, log_dir / "node0.log", [*common, "--node-rank", "0"]) as server:
+            assert ACTIVE_MESSAGE in node1_log.read_text(errors="replace"), "node 1 did not build our class"
+            server.log_paths.append(node1_log)
+            yield server
+    finally:
+        stop_group(node1)
 
 
 def launch_expecting_failure(model: Path, log: Path, args=()) -> tuple[int | None, str]:

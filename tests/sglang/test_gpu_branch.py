@@ -281,12 +281,11 @@ def test_counting_waits_for_start_up_and_skips_graph_padding(sglang_process, mon
     the batch before graph padding: rows past its tokens are not counted, with TP alone too (where
     SGLang's own ``num_token_non_padded`` is not set)."""
     from longcat_common.config import LongcatConfig
-    from longcat_common.routing import route_with_zero_experts
     from longcat_sglang import metrics as sgl_metrics
     from longcat_sglang.moe import LongcatMoE
 
     monkeypatch.setattr(sgl_metrics, "_counter", None)
-    monkeypatch.setattr(sgl_metrics, "_step_tokens", None)
+    monkeypatch.setattr(sgl_metrics, "_real_tokens", None)
     monkeypatch.setattr(runtime_context, "get_observability", lambda: types.SimpleNamespace(enable_metrics=True))
     lc = LongcatConfig.from_dict(json.loads((tiny_ckpt / "config.json").read_text()))
     moe = LongcatMoE(lc, 0, None, on_cuda=False, prefix="model.layers.0.mlp")
@@ -300,8 +299,48 @@ def test_counting_waits_for_start_up_and_skips_graph_padding(sglang_process, mon
     assert counter.totals() == (0, 0) and counter.flusher is None and len(publishers()) == before
     sgl_metrics.start_serving()  # the run_event_loop hook
     assert counter.flusher.is_alive() and len(publishers()) == before + 1
-    sgl_metrics.mark_step(None, types.SimpleNamespace(input_ids=torch.zeros(3, dtype=torch.long)))
+    sgl_metrics.mark_step(None, types.SimpleNamespace(input_ids=torch.zeros(3, dtype=torch.long),
+                                                      global_num_tokens_cpu=None))
     moe(x)  # a 3-token batch padded to 5 rows, as a graph replays it
-    routing = route_with_zero_experts(moe.router(x[:3]), moe.router.e_score_correction_bias, lc.moe_topk,
+    assert counter.totals() == zero_and_all_slots(moe, lc, x[:3])
+
+
+def zero_and_all_slots(moe, lc, x) -> tuple[int, int]:
+    from longcat_common.routing import route_with_zero_experts
+
+    routing = route_with_zero_experts(moe.router(x), moe.router.e_score_correction_bias, lc.moe_topk,
                                       lc.n_routed_experts, lc.routed_scaling_factor)
-    assert counter.totals() == (int((routing.topk_ids < 0).sum()), 3 * lc.moe_topk)
+    return int((routing.topk_ids < 0).sum()), x.shape[0] * lc.moe_topk
+
+
+def test_counting_under_dp_attention_skips_each_slots_padding(sglang_process, monkeypatch, tiny_ckpt):
+    """DP attention (longcat_sglang/dp_gather.py): the MoE input holds one slot per DP rank, its real tokens
+    first. The scheduler's per-rank counts, which ``ModelRunner.forward`` sees before the DP padding, bound
+    each slot; rows past them are not counted: MAX_LEN slots padded to the longest rank, an idle rank's
+    slot of padding rows only, and SUM_LEN slots back to back (an idle rank's empty)."""
+    from longcat_common.config import LongcatConfig
+    from longcat_sglang import metrics as sgl_metrics
+    from longcat_sglang.moe import LongcatMoE
+
+    monkeypatch.setattr(sgl_metrics, "_counter", None)
+    monkeypatch.setattr(sgl_metrics, "_prometheus_sink", lambda config: None)  # the other test's series exist
+    monkeypatch.setattr(runtime_context, "get_observability", lambda: types.SimpleNamespace(enable_metrics=True))
+    lc = LongcatConfig.from_dict(json.loads((tiny_ckpt / "config.json").read_text()))
+    moe = LongcatMoE(lc, 0, None, on_cuda=False, prefix="model.layers.0.mlp")
+    for p in moe.parameters():
+        torch.nn.init.normal_(p, std=0.05, generator=torch.Generator().manual_seed(0))
+    counter = moe.slot_counter
+    monkeypatch.setattr(sgl_metrics, "_real_tokens", torch.zeros(2, dtype=torch.int64))  # two DP ranks
+    counter.set_enabled(True)
+    x = torch.randn(8, lc.hidden_size, generator=torch.Generator().manual_seed(1))
+    # (tokens per DP rank, slot sizes of the gathered MoE input, its real rows)
+    for real, slots, rows in (([3, 1], [3, 3], [0, 1, 2, 3]),        # MAX_LEN: rank 1 padded from 1 to 3
+                              ([2, 0], [2, 2], [0, 1]),              # MAX_LEN: rank 1 idle, a padding row
+                              ([2, 3], [2, 3], [0, 1, 2, 3, 4]),     # SUM_LEN: no padding
+                              ([0, 4], [0, 4], [0, 1, 2, 3])):       # SUM_LEN: rank 0 idle
+        before = counter.totals()
+        sgl_metrics.mark_step(None, types.SimpleNamespace(input_ids=torch.zeros(real[0]), global_num_tokens_cpu=real))
+        gathered = x[: sum(slots)]
+        moe(gathered, torch.tensor(slots))
+        counted = tuple(after - b for after, b in zip(counter.totals(), before))
+        assert counted == zero_and_all_slots(moe, lc, gathered[rows]), (real, slots)

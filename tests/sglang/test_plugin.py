@@ -5,7 +5,7 @@ import os
 import pytest
 
 from longcat_common.testing.tiny import write_checkpoint
-from longcat_sglang import compat, metrics, plugin, spec_cpu
+from longcat_sglang import compat, dp_cpu, metrics, plugin, spec_cpu
 from longcat_sglang.model import LongcatFlashForCausalLM
 from longcat_sglang.mtp import LongcatFlashForCausalLMNextN
 from tests.other_model import write_llama
@@ -25,9 +25,17 @@ def test_register_replaces_the_builtin_class():
                                                                                  "LongcatFlashForCausalLMNextN")
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
-    for target, hook in (("sglang.srt.managers.scheduler.Scheduler.run_event_loop", metrics.start_serving),
-                         ("sglang.srt.model_executor.model_runner.ModelRunner.forward", metrics.mark_step)):
-        assert (HookType.BEFORE, hook) in [(kind, h) for kind, h, _ in HookRegistry._hooks[target]], target
+    for target, kind, hook in (
+            ("sglang.srt.managers.scheduler.Scheduler.run_event_loop", HookType.BEFORE, metrics.start_serving),
+            ("sglang.srt.model_executor.model_runner.ModelRunner.forward", HookType.BEFORE, metrics.mark_step),
+            ("sglang.srt.model_executor.forward_batch_info.ForwardBatch.prepare_mlp_sync_batch", HookType.AROUND,
+             dp_cpu.cpu_batch_branches),
+            ("sglang.srt.distributed.parallel_state.GroupCoordinator.all_gather_into_tensor", HookType.AROUND,
+             dp_cpu.all_gather_on_cpu_tensors)):
+        assert (kind, hook) in [(k, h) for k, h, _ in HookRegistry._hooks[target]], target
+    from sglang.srt.layers.attention.torch_native_backend import TorchNativeAttnBackend
+
+    assert TorchNativeAttnBackend.get_cpu_graph_seq_len_fill_value is dp_cpu.torch_native_padding_seq_len
 
 
 def test_enable_ep_moe_means_ep_size_tp_for_longcat_only(tiny_ckpt, tmp_path):
@@ -73,6 +81,22 @@ def test_triton_interpreter_only_for_longcat_speculation_on_cpu(monkeypatch, tin
     spec_cpu.triton_interpreter_for_cpu_speculation(
         [*model, "--device", "cpu", "--speculative-algorithm", "NEXTN", "--speculative-eagle-topk", "1"])
     assert os.environ["TRITON_INTERPRET"] == "1"
+
+
+def test_triton_interpreter_for_longcat_dp_attention_on_cpu(monkeypatch, tiny_ckpt, tmp_path):
+    """SGLang's DP gathers copy rows with a Triton kernel (longcat_sglang/dp_cpu.py)."""
+    def sets_interpreter(args) -> bool:
+        monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+        dp_cpu.triton_interpreter_for_cpu_dp_attention(args)
+        return os.environ.get("TRITON_INTERPRET") == "1"
+    model = ["--model-path", str(tiny_ckpt)]
+    assert sets_interpreter([*model, "--device", "cpu", "--tp", "2", "--dp", "2", "--enable-dp-attention"])
+    assert sets_interpreter([*model, "--device=cpu", "--tp", "2", "--attn-dp-size=2"])
+    assert not sets_interpreter([*model, "--device", "cpu", "--tp", "2", "--attn-dp-size", "1"])
+    assert not sets_interpreter([*model, "--device", "cpu", "--tp", "2"])
+    assert not sets_interpreter([*model, "--device", "cuda", "--tp", "2", "--attn-dp-size", "2"])
+    llama = ["--model-path", str(write_llama(tmp_path))]
+    assert not sets_interpreter([*llama, "--device", "cpu", "--tp", "2", "--attn-dp-size", "2"])
 
 
 def test_engine_version_warning_names_installed_and_supported(monkeypatch, caplog):

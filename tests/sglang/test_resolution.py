@@ -90,7 +90,7 @@ def test_each_longcat_config_resolves_to_its_class(record, name, variant):
     assert (got["target"], got["draft"], got["build"]) == (target, draft, build)
     if reason is None:
         assert got["log"] == [f"longcat-flash-plugins {__version__}: LongcatFlashForCausalLM served by "
-                              "longcat_sglang (rope plain, device cpu, tp 1, moe ep 1, fp8 False)"]
+                              "longcat_sglang (rope plain, device cpu, tp 1, moe ep 1, attn dp 1, fp8 False)"]
     else:
         prefix = f"longcat-flash-plugins: config has {reason}, not implemented here: served by SGLang's built-in"
         assert got["log"] == [f"{prefix} LongcatFlashForCausalLM (sglang.srt.models.longcat_flash)",
