@@ -15,7 +15,7 @@ from pathlib import Path
 import requests
 
 from longcat_sglang.model import ACTIVE_MESSAGE
-from tests.server import free_port, running_server, stop_group
+from tests.server import free_port, running_servers
 
 CPU_ARGS = ["--device", "cpu", "--attention-backend", "torch_native", "--disable-cuda-graph",
             "--max-total-tokens", "8192", "--max-running-requests", "32"]
@@ -79,10 +79,19 @@ class Server:
 @contextmanager
 def any_model_server(model: Path, log: Path, args=(), launcher: Path | None = None, env: dict | None = None):
     """A ready server of any model; ``env`` adds to the server's environment."""
-    port = free_port()
-    with running_server(_command(model, port, args, launcher), port, log, health="/health_generate",
-                        timeout=START_TIMEOUT, env={**_env(args), **(env or {})}) as url:
-        yield Server(url, log)
+    with any_model_servers([(model, log, args, env)], launcher) as (server,):
+        yield server
+
+
+@contextmanager
+def any_model_servers(servers: list[tuple[Path, Path, list, dict | None]], launcher: Path | None = None):
+    """Ready servers of any model, started at once: (model, log, args, extra env) each."""
+    specs = []
+    for model, log, args, env in servers:
+        port = free_port()
+        specs.append((_command(model, port, args, launcher), port, log, {**_env(args), **(env or {})}))
+    with running_servers(specs, health="/health_generate", timeout=START_TIMEOUT) as urls:
+        yield [Server(url, log) for url, (_, _, log, _) in zip(urls, specs)]
 
 
 @contextmanager
@@ -95,22 +104,21 @@ def sglang_server(model: Path, log: Path, args=(), launcher: Path | None = None)
 
 @contextmanager
 def two_node_server(model: Path, log_dir: Path, args=()):
-    """``--nnodes 2`` on loopback, one process per "node" (``--tp`` ranks split over them, one core each):
-    node 1 first (it serves no HTTP; on one host it needs a port of its own), then node 0, whose URL is
-    served. Fails unless both logs say longcat_sglang's class serves."""
+    """``--nnodes 2`` on loopback, one process per "node" (``--tp`` ranks split over them, one core each),
+    started at once; node 0's URL is served (node 1 serves no HTTP, but on one host it needs a port of its
+    own). Fails unless both logs say longcat_sglang's class serves."""
     common = [*args, "--nnodes", "2", "--dist-init-addr", f"127.0.0.1:{free_port()}"]
-    node1_args = [*common, "--node-rank", "1"]
-    node1_log = log_dir / "node1.log"
-    with open(node1_log, "w") as out:
-        node1 = subprocess.Popen(_command(model, free_port(), node1_args), stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True, env={**os.environ, **_env(node1_args)})
-    try:
-        with sglang_server(model, log_dir / "node0.log", [*common, "--node-rank", "0"]) as server:
-            assert ACTIVE_MESSAGE in node1_log.read_text(errors="replace"), "node 1 did not build our class"
-            server.log_paths.append(node1_log)
-            yield server
-    finally:
-        stop_group(node1)
+    nodes = []
+    for rank in (0, 1):
+        node_args, port = [*common, "--node-rank", str(rank)], free_port()
+        nodes.append((_command(model, port, node_args), port if rank == 0 else None, log_dir / f"node{rank}.log",
+                      _env(node_args)))
+    with running_servers(nodes, health="/health_generate", timeout=START_TIMEOUT) as (url, _):
+        server = Server(url, nodes[0][2])
+        server.log_paths.append(nodes[1][2])
+        for node in nodes:
+            assert ACTIVE_MESSAGE in node[2].read_text(errors="replace"), f"{node[2].name}: not our class"
+        yield server
 
 
 def launch_expecting_failure(model: Path, log: Path, args=()) -> tuple[int | None, str]:

@@ -9,6 +9,7 @@ name), the /metrics series, and the log.
 """
 
 import json
+import os
 import re
 
 import pytest
@@ -17,7 +18,7 @@ import requests
 from longcat_common.testing.tokenizer import build_tokenizer
 from tests.conftest import PROMPTS
 from tests.other_model import CHAT, TOOLS, write_llama
-from tests.sglang.server import any_model_server
+from tests.sglang.server import any_model_servers
 
 ARGS = ["--dtype", "float32", "--tool-call-parser", "qwen25", "--enable-metrics", "--model-impl", "transformers"]
 PLUGIN_OFF = {"SGLANG_PLUGINS": "none"}  # a whitelist naming no installed plugin: ours is not loaded
@@ -70,14 +71,14 @@ def observe(server) -> dict:
 
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory) -> dict:
-    """{"installed": observations, "off": observations}, one server at a time."""
+    """{"installed": observations, "off": observations}: the two servers started at once, one core each."""
     model = write_llama(tmp_path_factory.mktemp("llama"))
     logs = tmp_path_factory.mktemp("logs")
-    seen = {}
-    for name, env in (("installed", None), ("off", PLUGIN_OFF)):
-        with any_model_server(model, logs / f"{name}.log", ARGS, env=env) as server:
-            seen[name] = observe(server)
-    return seen
+    runs = {"installed": {}, "off": PLUGIN_OFF}
+    with any_model_servers([(model, logs / f"{name}.log", ARGS,
+                             {**env, "SGLANG_CPU_OMP_THREADS_BIND": str(core % (os.cpu_count() or 1))})
+                            for core, (name, env) in enumerate(runs.items())]) as servers:
+        return {name: observe(server) for name, server in zip(runs, servers)}
 
 
 def test_the_plugin_loaded_only_where_installed(observed):
