@@ -78,42 +78,38 @@ def register() -> None:
     from longcat_sglang import dp_cpu, metrics, spec_cpu
     from longcat_sglang.request_guard import check_chat_roles, check_model_name, check_n, check_request
 
-    HookRegistry.register("sglang.srt.server_args.prepare_server_args", _enable_ep_moe_compat, HookType.BEFORE)
-    HookRegistry.register("sglang.srt.server_args.prepare_server_args", _check_checkpoint, HookType.BEFORE)
-    HookRegistry.register("sglang.srt.distributed.parallel_state.init_model_parallel_group", _no_pynccl_on_gloo,
-                          HookType.AROUND)
-    HookRegistry.register("sglang.srt.managers.tokenizer_manager.TokenizerManager._validate_one_request",
-                          check_request, HookType.BEFORE)
-    HookRegistry.register("sglang.srt.entrypoints.openai.serving_chat.OpenAIServingChat._validate_request",
-                          check_chat_roles, HookType.AFTER)
-    HookRegistry.register("sglang.srt.managers.io_struct.GenerateReqInput._handle_parallel_sampling", check_n,
-                          HookType.BEFORE)
-    HookRegistry.register("sglang.srt.entrypoints.openai.serving_base.OpenAIServingBase.handle_request",
-                          check_model_name, HookType.AROUND)
-    HookRegistry.register("sglang.srt.server_args.prepare_server_args",
-                          spec_cpu.triton_interpreter_for_cpu_speculation, HookType.BEFORE)
-    HookRegistry.register("sglang.srt.server_args.prepare_server_args",
-                          dp_cpu.triton_interpreter_for_cpu_dp_attention, HookType.BEFORE)
-    HookRegistry.register("sglang.srt.model_executor.forward_batch_info.ForwardBatch.prepare_mlp_sync_batch",
-                          dp_cpu.cpu_batch_branches, HookType.AROUND)
-    HookRegistry.register("sglang.srt.distributed.parallel_state.GroupCoordinator.all_gather_into_tensor",
-                          dp_cpu.all_gather_on_cpu_tensors, HookType.AROUND)
-    # zero-expert counting (longcat_sglang/metrics.py): from the end of start-up on, real tokens only
-    HookRegistry.register("sglang.srt.managers.scheduler.Scheduler.run_event_loop", metrics.start_serving,
-                          HookType.BEFORE)
-    HookRegistry.register("sglang.srt.model_executor.model_runner.ModelRunner.forward", metrics.mark_step,
-                          HookType.BEFORE)
-    HookRegistry.register("sglang.srt.speculative.draft_utils.DraftBackendFactory.create_draft_extend_backend",
-                          spec_cpu.torch_native_draft_extend_backend, HookType.AROUND)
-    HookRegistry.register("sglang.srt.layers.attention.torch_native_backend.TorchNativeAttnBackend.forward_extend",
-                          spec_cpu.torch_native_target_verify, HookType.AROUND)
-    HookRegistry.register("sglang.kernels.ops.speculative.spec_tree.build_tree_kernel_efficient_func",
-                          spec_cpu.triton_tree_on_cpu, HookType.AROUND)
-    HookRegistry.register("sglang.kernels.ops.speculative.spec_tree.verify_tree_greedy_func",
-                          spec_cpu.triton_verify_on_cpu, HookType.AROUND)
-    # the class per config: ours, or SGLang's own for the variants we do not implement (serving.py)
-    HookRegistry.register("sglang.srt.model_loader.utils.get_model_architecture", serving.builtin_for_unsupported,
-                          HookType.AFTER)
+    srt, tree = "sglang.srt.", "sglang.kernels.ops.speculative.spec_tree."
+    hooks = [  # (what, hook, when): each does nothing unless we serve the model, but _no_pynccl_on_gloo
+        (srt + "server_args.prepare_server_args", _enable_ep_moe_compat, HookType.BEFORE),
+        (srt + "server_args.prepare_server_args", _check_checkpoint, HookType.BEFORE),
+        (srt + "distributed.parallel_state.init_model_parallel_group", _no_pynccl_on_gloo, HookType.AROUND),
+        (srt + "managers.tokenizer_manager.TokenizerManager._validate_one_request", check_request, HookType.BEFORE),
+        (srt + "entrypoints.openai.serving_chat.OpenAIServingChat._validate_request", check_chat_roles, HookType.AFTER),
+        (srt + "managers.io_struct.GenerateReqInput._handle_parallel_sampling", check_n, HookType.BEFORE),
+        (srt + "entrypoints.openai.serving_base.OpenAIServingBase.handle_request", check_model_name, HookType.AROUND),
+        (srt + "server_args.prepare_server_args", spec_cpu.triton_interpreter_for_cpu_speculation, HookType.BEFORE),
+        # DP attention on the CPU path (dp_cpu.py)
+        (srt + "server_args.prepare_server_args", dp_cpu.triton_interpreter_for_cpu_dp_attention, HookType.BEFORE),
+        (srt + "model_executor.forward_batch_info.ForwardBatch.prepare_mlp_sync_batch",
+         dp_cpu.cpu_batch_branches, HookType.AROUND),
+        (srt + "distributed.parallel_state.GroupCoordinator.all_gather_into_tensor",
+         dp_cpu.all_gather_on_cpu_tensors, HookType.AROUND),
+        # zero-expert counting (longcat_sglang/metrics.py): from the end of start-up on, real tokens only
+        (srt + "managers.scheduler.Scheduler.run_event_loop", metrics.start_serving, HookType.BEFORE),
+        (srt + "model_executor.model_runner.ModelRunner.forward", metrics.mark_step, HookType.BEFORE),
+        # speculative decoding on the CPU path (spec_cpu.py)
+        (srt + "speculative.draft_utils.DraftBackendFactory.create_draft_extend_backend",
+         spec_cpu.torch_native_draft_extend_backend, HookType.AROUND),
+        (srt + "layers.attention.torch_native_backend.TorchNativeAttnBackend.forward_extend",
+         spec_cpu.torch_native_target_verify, HookType.AROUND),
+        (tree + "build_tree_kernel_efficient_func", spec_cpu.triton_tree_on_cpu, HookType.AROUND),
+        (tree + "verify_tree_greedy_func", spec_cpu.triton_verify_on_cpu, HookType.AROUND),
+        # the class per config: ours, or SGLang's own for the variants we do not implement (serving.py)
+        (srt + "model_loader.utils.get_model_architecture", serving.builtin_for_unsupported, HookType.AFTER),
+    ]
+    for what, hook, when in hooks:
+        HookRegistry.register(what, hook, when)
+
     try:
         from sglang.srt.models.registry import ModelRegistry
 
