@@ -67,12 +67,19 @@ def served_vs_reference(base_url: str, model_name: str, ckpt, generate, concurre
         served = list(pool.map(generate, METRIC_PROMPTS))
     forwarded = [list(prompt_ids) + list(generated[:-1]) for prompt_ids, generated in served]
     expected = reference_counts(ckpt, forwarded)
+    return delta_reaching(base_url, model_name, before, expected), expected, forwarded
+
+
+def delta_reaching(base_url: str, model_name: str, before: tuple[int, int], expected: tuple[int, int]
+                   ) -> tuple[int, int]:
+    """The counters' change since ``before``, read once it has reached ``expected``'s slot count or after
+    30 s: the workers publish their totals every FLUSH_INTERVAL, later under load."""
     deadline = time.monotonic() + 30
-    while True:  # the workers publish their totals every FLUSH_INTERVAL
+    while True:
         after = counts(scrape(base_url, model_name))
         delta = (after[0] - before[0], after[1] - before[1])
         if delta[1] >= expected[1] or time.monotonic() > deadline:
-            return delta, expected, forwarded
+            return delta
         time.sleep(metrics.FLUSH_INTERVAL)
 
 
