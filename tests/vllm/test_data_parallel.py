@@ -43,9 +43,15 @@ def test_every_rank_serves_our_class_eager(dp_ep):
         assert worker in log and SERVED_BY_US in log and EAGER_LINE in log
 
 
+def _rank_slots(logs) -> dict[str, int]:
+    """Slots each DP rank's counting worker has published: its <pid>.json in the shared metrics directory."""
+    return {f.name: json.loads(f.read_text())["slots"] for f in (logs[0].parent / "metrics").glob("*.json")}
+
+
 def test_prompt_logprobs_match_the_oracle_on_both_ranks(dp_ep, tiny_ckpt):
-    base = dp_ep[0]
+    base, logs, _ = dp_ep
     zero_before = metrics_check.settled_counts(base, "longcat-tiny")
+    ranks_before = _rank_slots(logs)
     with ThreadPoolExecutor(len(REQUESTS)) as pool:
         got = list(pool.map(lambda ids: _complete(base, ids, max_tokens=1, prompt_logprobs=0)["prompt_logprobs"],
                             REQUESTS))
@@ -53,11 +59,13 @@ def test_prompt_logprobs_match_the_oracle_on_both_ranks(dp_ep, tiny_ckpt):
     worst = max(abs(lp[t][str(ids[t])]["logprob"] - want[t])
                 for ids, lp in zip(REQUESTS, got) for t, want in [(t, oracle.prompt_logprobs(model, ids))
                                                                   for t in range(1, len(ids))])
-    print(f"\nDP 2 + EP 2 fp32: max |prompt log-prob - oracle| {worst:.2e}")
+    print(f"\n{logs[0].parent.name} fp32: max |prompt log-prob - oracle| {worst:.2e}")
     assert worst < 1e-3
     # every prompt token forwarded once, on one rank: the counters' sum equals the reference's
     expected = metrics_check.reference_counts(tiny_ckpt, REQUESTS)
     assert metrics_check.delta_reaching(base, "longcat-tiny", zero_before, expected) == expected
+    served_by_rank = [n - ranks_before.get(name, 0) for name, n in _rank_slots(logs).items()]
+    assert len(served_by_rank) == 2 and min(served_by_rank) > 0, served_by_rank  # both DP ranks served
 
 
 def test_greedy_equals_oracle_and_concurrent_equals_one_by_one(dp_ep, tiny_ckpt):
