@@ -35,11 +35,10 @@ from longcat_sglang import serving
 def triton_interpreter_for_cpu_dp_attention(args, *rest, **kwargs):
     """BEFORE ``prepare_server_args``: with ``--device cpu`` and DP attention, SGLang's Triton kernels run
     in the Triton interpreter (the scheduler processes inherit the environment)."""
-    from longcat_sglang.plugin import MODEL_FLAGS, flag_value
+    from longcat_sglang.plugin import cpu_launch_of_ours, flag_value
 
     dp_attention = "--enable-dp-attention" in args or int(flag_value(args, ("--attn-dp-size",)) or 1) > 1
-    if (dp_attention and flag_value(args, ("--device",)) == "cpu"
-            and serving.serves_model(flag_value(args, MODEL_FLAGS))):
+    if dp_attention and cpu_launch_of_ours(args):
         os.environ.setdefault("TRITON_INTERPRET", "1")
     return None
 

@@ -26,6 +26,11 @@ def flag_value(args: list[str], flags: tuple[str, ...]) -> str | None:
     return None
 
 
+def cpu_launch_of_ours(args: list[str]) -> bool:
+    """``launch_server`` arguments with ``--device cpu`` for a model longcat_sglang serves."""
+    return flag_value(args, ("--device",)) == "cpu" and serving.serves_model(flag_value(args, MODEL_FLAGS))
+
+
 def _enable_ep_moe_compat(args, *rest, **kwargs):
     """``--enable-ep-moe`` (older SGLang, still in LongCat's deployment guide) = ``--ep-size <tp size>``.
 

@@ -33,10 +33,9 @@ def triton_interpreter_for_cpu_speculation(args, *rest, **kwargs):
     """BEFORE ``prepare_server_args``: with ``--device cpu`` and a speculative algorithm, SGLang's Triton
     kernels run in the Triton interpreter (the scheduler processes inherit the environment). Without
     speculation nothing changes."""
-    from longcat_sglang.plugin import MODEL_FLAGS, flag_value
+    from longcat_sglang.plugin import cpu_launch_of_ours, flag_value
 
-    if (flag_value(args, ("--device",)) == "cpu" and flag_value(args, ("--speculative-algorithm",))
-            and serving.serves_model(flag_value(args, MODEL_FLAGS))):
+    if flag_value(args, ("--speculative-algorithm",)) and cpu_launch_of_ours(args):
         if flag_value(args, ("--speculative-eagle-topk",)) not in (None, "1"):
             raise ValueError("longcat-flash-plugins: speculative decoding on CPU supports chain drafts only "
                              "(--speculative-eagle-topk 1)")

@@ -71,7 +71,6 @@ class ZeroExpertSlotRouter(BaseRouter):
 
     def __init__(self, config: LongcatConfig):
         super().__init__(top_k=config.moe_topk, global_num_experts=config.n_routed_experts)
-        self.expert_map: torch.Tensor | None = None
         self.fill_id = 0
         self.slot_counter = rank_counter()  # docs/metrics.md
 

@@ -29,15 +29,17 @@ def counts(sample: dict[str, float]) -> tuple[int, int]:
     return int(sample.get(metrics.ZERO_SLOTS + "_total", 0)), int(sample.get(metrics.SLOTS + "_total", 0))
 
 
-def reference_counts(ckpt, sequences: list[list[int]]) -> tuple[int, int]:
-    """(zero slots, slots) the reference forward routes for each sequence of forwarded token ids."""
+def reference_counts(ckpt, sequences: list[list[int]], starts: list[int] | None = None) -> tuple[int, int]:
+    """(zero slots, slots) the reference forward routes for each sequence of token ids, at its positions
+    from ``starts[i]`` on (default: every position; the earlier ones are context the server did not
+    forward, e.g. a prompt prefix loaded from a KV cache)."""
     cfg, w = reference_forward.load_checkpoint(ckpt)
     zero = slots = 0
-    for ids in sequences:
+    for ids, start in zip(sequences, starts or [0] * len(sequences)):
         stats = []
         reference_forward.final_hidden(cfg, w, ids, stats=stats)
-        zero += sum(int(s["is_zero"].sum()) for s in stats)
-        slots += sum(s["is_zero"].numel() for s in stats)
+        zero += sum(int(s["is_zero"][start:].sum()) for s in stats)
+        slots += sum(s["is_zero"][start:].numel() for s in stats)
     return zero, slots
 
 

@@ -20,7 +20,6 @@ import pytest
 import requests
 
 from tests import metrics_check, oracle
-from tests.common import reference_forward
 from tests.server import free_port, running_servers
 
 from .conftest import SERVED_BY_US
@@ -64,18 +63,6 @@ def _complete(base: str, prompt: list[int], n: int) -> dict:
     return r.json()["choices"][0]
 
 
-def _reference_counts(ckpt, sequences: list[tuple[list[int], int]]) -> tuple[int, int]:
-    """(zero slots, slots) the reference routes at positions from ``start`` on of each (ids, start)."""
-    cfg, w = reference_forward.load_checkpoint(ckpt)
-    zero = slots = 0
-    for ids, start in sequences:
-        stats = []
-        reference_forward.final_hidden(cfg, w, ids, stats=stats)
-        zero += sum(int(s["is_zero"][start:].sum()) for s in stats)
-        slots += sum(s["is_zero"][start:].numel() for s in stats)
-    return zero, slots
-
-
 def test_both_sides_served_by_the_plugin(pd):
     for log in pd[2].values():
         assert SERVED_BY_US in log.read_text()
@@ -86,15 +73,16 @@ def test_split_request_equals_oracle_and_decode_side_forwards_only_the_tail(pd, 
     model = oracle.load_oracle(tiny_ckpt)
     prompts = _prompts(json.loads((tiny_ckpt / "config.json").read_text())["vocab_size"])
     before = metrics_check.settled_counts(decode, "longcat-tiny")
-    forwarded = []
+    forwarded, loaded = [], []
     for prompt in prompts:
         _complete(prefill, prompt, 1)
         got = _complete(decode, prompt, NEW_TOKENS)
         want, margins = oracle.greedy(model, prompt, NEW_TOKENS)
         clear = next((i for i, m in enumerate(margins) if m < CLEAR_MARGIN), NEW_TOKENS)
         assert clear >= 3 and got["token_ids"][:clear] == want[:clear]
-        loaded = (len(prompt) - 2) // BLOCK * BLOCK  # ExampleConnector: whole blocks of the prompt but its last token
-        forwarded.append((prompt + got["token_ids"][:-1], loaded))
+        # ExampleConnector loads the whole blocks of the prompt but its last token
+        loaded.append((len(prompt) - 2) // BLOCK * BLOCK)
+        forwarded.append(prompt + got["token_ids"][:-1])
     assert logs["decode"].read_text().count("External Cache Hit!") >= len(prompts)
-    expected = _reference_counts(tiny_ckpt, forwarded)
+    expected = metrics_check.reference_counts(tiny_ckpt, forwarded, loaded)
     assert metrics_check.delta_reaching(decode, "longcat-tiny", before, expected) == expected
