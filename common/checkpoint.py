@@ -8,6 +8,7 @@ Checkpoint (Hub) layout, per decoder layer l and sublayer i in {0, 1}:
     model.layers.{l}.mlp.router.classifier.weight  [E, H] fp32,  mlp.router.e_score_correction_bias [E] fp32
     model.layers.{l}.mlp.experts.{e}.{gate_proj,up_proj,down_proj}.weight  (real experts only)
     model.mtp.*  (the MTP draft layer; the main model skips it)
+    Flash-Lite: the n-gram tables and projections (longcat_common.ngram: both spellings), never quantised
 FP8 checkpoints add ``<linear>.weight_scale_inv`` beside every quantised linear weight.
 
 Both adapters name their parameters the same way, so one table maps checkpoint names onto them:
@@ -123,6 +124,8 @@ def checkpoint_shapes(config: LongcatConfig, include_mtp: bool = True) -> dict[s
         for e in range(config.n_routed_experts):
             for proj, shape in zip(dense, ((ffn, h), (ffn, h), (h, ffn))):
                 out[f"{p}.mlp.experts.{e}.{proj}.weight"] = (shape, True)
+    if config.ngram:
+        out.update((name, (shape, False)) for name, shape in config.ngram.shapes(h).items())
     if include_mtp:
         out.update(_mtp_shapes(config))
     return out

@@ -8,23 +8,18 @@ sublayers), never ``num_hidden_layers`` (transformers says 2 x num_layers there,
 import math
 from dataclasses import MISSING, dataclass, field, fields
 
+from .ngram import NgramSpec
 from .rope import YARN_DEFAULTS, yarn_mscale
 
 ZERO_EXPERT_TYPES = ("identity",)
 MLA_CPU_LATENT = 576  # kv_lora_rank + qk_rope_head_dim the engines' CPU MLA backends accept
 ARCHITECTURES = ("LongcatFlashForCausalLM", "LongcatCausalLM")  # Flash-Chat / -Thinking, Thinking-2601
+LITE_ARCHITECTURE = "LongcatFlashNgramForCausalLM"  # Flash-Lite (n-gram embeddings: longcat_common.ngram)
 
 # Fields of LongCat variants this package does not implement (field -> feature). Where the engine has a
 # built-in class for the architecture, such a config is handed to it (unsupported_features); otherwise
 # LongcatConfig refuses it at load.
-UNSUPPORTED_FIELDS = {
-    "ngram_vocab_size_ratio": "n-gram embeddings (LongCat-Flash-Lite)",
-    "oe_vocab_size_ratio": "n-gram embeddings (LongCat-Flash-Lite)",
-    "emb_neighbor_num": "n-gram embeddings (LongCat-Flash-Lite)",
-    "emb_split_num": "n-gram embeddings (LongCat-Flash-Lite)",
-    "use_ngram_embedding": "n-gram embeddings (LongCat-Flash-Lite)",  # SGLang's config object says this
-    "index_topk": "sparse (indexer) attention",
-}
+UNSUPPORTED_FIELDS = {"index_topk": "sparse (indexer) attention"}
 
 # name -> aliases an engine config object may use instead (transformers' attribute_map)
 _ALIASES = {
@@ -66,6 +61,7 @@ class LongcatConfig:
     disable_quant_module: tuple = ()
     quantization_config: dict | None = field(default=None, compare=False)
     rope_scaling: dict | None = None  # None (plain RoPE) or YaRN's parameters, every key filled in
+    ngram: NgramSpec | None = None  # Flash-Lite's n-gram embedding, None where the config has none
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -87,6 +83,7 @@ class LongcatConfig:
             elif _required(f):
                 raise ValueError(f"LongCat-Flash config: required field '{f.name}' is missing")
         values["disable_quant_module"] = tuple(values.get("disable_quant_module") or ())
+        values["ngram"] = NgramSpec.from_config(raw)
         config = cls(**values)
         config.validate()
         return config

@@ -103,17 +103,18 @@ def moe_topk_above_expert_count(src: Path, dst: Path) -> tuple[Path, str]:
             f"'moe_topk' ({total + 1}) exceeds n_routed_experts + zero_expert_num ({total})")
 
 
-def ngram_embeddings(src: Path, dst: Path) -> tuple[Path, str]:
-    """LongCat-Flash-Lite's n-gram embedding fields, which this package does not implement."""
-    changes = {"ngram_vocab_size_ratio": 78, "emb_neighbor_num": 4, "emb_split_num": 4}
-    return _edit_config(src, dst, changes), "(n-gram embeddings (LongCat-Flash-Lite)) is not supported"
+def ngram_spellings_disagree(src: Path, dst: Path) -> tuple[Path, str]:
+    """Flash-Lite's n-gram fields in both spellings (ngram_* / oe_*), saying different things."""
+    changes = {"ngram_vocab_size_ratio": 2, "emb_neighbor_num": 4, "emb_split_num": 3,
+               "oe_vocab_size_ratio": 2, "oe_neighbor_num": 3, "oe_split_num": 3}
+    return _edit_config(src, dst, changes), "LongCat n-gram config: both spellings are set and disagree"
 
 
 BAD_CHECKPOINTS = {f.__name__: (source, f) for source, f in (
     ("tiny_ckpt", missing_router_bias), ("tiny_ckpt", extra_tensor), ("tiny_ckpt", wrong_expert_shape),
     ("tiny_fp8_ckpt", wrong_fp8_scale_shape), ("tiny_ckpt", nan_and_inf_in_a_weight), ("tiny_ckpt", truncated_shard),
     ("tiny_ckpt", unknown_zero_expert_type), ("tiny_ckpt", zero_expert_num_missing),
-    ("tiny_ckpt", moe_topk_above_expert_count), ("tiny_ckpt", ngram_embeddings))}
+    ("tiny_ckpt", moe_topk_above_expert_count), ("tiny_ckpt", ngram_spellings_disagree))}
 AT_LOAD = ("nan_and_inf_in_a_weight",)  # needs the values: found as the weights stream through the loader
 STARTED = ("missing_router_bias",)  # a start-up case also run as a whole engine start (the rest share one process)
 

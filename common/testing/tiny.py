@@ -1,6 +1,6 @@
 """Random LongCat-Flash checkpoints in the exact Hub layout, for tests and benchmarks.
 
-    python -m longcat_common.testing.tiny OUT_DIR [--fp8] [--preset tiny|bench|draft|odd] [--seed N]
+    python -m longcat_common.testing.tiny OUT_DIR [--fp8] [--preset tiny|bench|draft|odd|lite|lite-oe] [--seed N]
                                   [--flavour chat|thinking|2601 [--scripted]]
 
 Writes config.json (no model_type, like the Hub's), generation_config.json, sharded safetensors
@@ -21,7 +21,8 @@ The weights are random but conditioned like a trained model where tests need it:
   * routers with slightly wider zero-expert rows and an ``e_score_correction_bias`` favouring zero
     experts: on tiny, ~40% of the top-k slots are zero experts and ~40% of tokens give them more than
     half their routing weight (tests/common/test_oracle.py measures this and the top-1 margins).
-The ``draft`` preset (awkward sizes) rewrites the embeddings, lm_head and MTP eh_proj so that the MTP
+The ``lite`` / ``lite-oe`` presets are Flash-Lite checkpoints (n-gram embeddings, longcat_common.ngram) in
+its two spellings. The ``draft`` preset (awkward sizes) rewrites the embeddings, lm_head and MTP eh_proj so that the MTP
 draft is good (``longcat_common.testing.draft``).
 """
 
@@ -35,7 +36,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..checkpoint import MTP_PREFIX, checkpoint_shapes, expected_tensors
-from ..config import LongcatConfig
+from ..config import LITE_ARCHITECTURE, LongcatConfig
 from ..fp8 import BLOCK, quantize_block_fp8
 from .agent import FLAVOUR_CONFIG, FLAVOURS, TEMPLATES, agent_tokenizer, script_chain, script_weights
 from .draft import good_draft_weights
@@ -55,11 +56,23 @@ PRESETS = {
                   qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, ffn_hidden_size=416,
                   expert_ffn_hidden_size=96, n_routed_experts=12, zero_expert_num=4, moe_topk=3),
     # sizes the engines pad or cannot split: 5 heads, FFN 416, expert FFN 96, vocab 1061 (off the 64 grid)
+    # Flash-Lite (LongcatFlashNgramForCausalLM): the draft preset's awkward sizes plus n-gram embeddings, 3 x 3
+    # tables of 32 columns, rows int(2.37 V + 2e + 1) (off every grid); the tables dominate the layer-0 input
+    "lite": dict(hidden_size=288, num_layers=2, num_attention_heads=6, q_lora_rank=96, kv_lora_rank=512,
+                 qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, ffn_hidden_size=416,
+                 expert_ffn_hidden_size=96, n_routed_experts=12, zero_expert_num=4, moe_topk=3,
+                 ngram_vocab_size_ratio=2.37, emb_neighbor_num=4, emb_split_num=3),
+    # the same under Flash-Lite-Sparse / LongCat-2.0's spelling (LongcatCausalLM, oe_* fields and tensor names)
+    "lite-oe": dict(hidden_size=288, num_layers=2, num_attention_heads=6, q_lora_rank=96, kv_lora_rank=512,
+                    qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, ffn_hidden_size=416,
+                    expert_ffn_hidden_size=96, n_routed_experts=12, zero_expert_num=4, moe_topk=3,
+                    oe_vocab_size_ratio=2.37, oe_neighbor_num=4, oe_split_num=3),
     "odd": dict(vocab_size=1061, hidden_size=288, num_layers=2, num_attention_heads=5, q_lora_rank=96,
                 kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, ffn_hidden_size=416,
                 expert_ffn_hidden_size=96, n_routed_experts=12, zero_expert_num=4, moe_topk=3),
 }
 WEIGHT_RECIPES = {"draft": good_draft_weights}  # preset -> rewrite of the random weights
+PRESET_ARCHITECTURES = {"lite": LITE_ARCHITECTURE, "lite-oe": "LongcatCausalLM"}  # others: LongcatFlashForCausalLM
 FP8_QUANTIZATION_CONFIG = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
                            "weight_block_size": list(BLOCK)}
 
@@ -70,12 +83,13 @@ LOGIT_NORM_SPREAD = 0.6  # lm_head row norms ~ exp(N(0, 0.6^2))
 ROUTER_GAIN = (1.0, 1.1)  # router logit std for real, zero expert rows
 ZERO_EXPERT_BIAS = 0.25  # e_score_correction_bias of zero experts, in units of 1/E (a mean probability)
 REAL_EXPERT_BIAS = 0.3  # std of the real experts' bias, same units
+NGRAM_TABLE_STD = 3.0  # n-gram table entries: with the projections, the n-gram sum outweighs the token embedding
 
 
 def hub_config(preset: str, vocab_size: int) -> dict:
     """config.json of a preset, with the Hub's field names (and, like the Hub's, no model_type)."""
     return {
-        "architectures": ["LongcatFlashForCausalLM"],
+        "architectures": [PRESET_ARCHITECTURES.get(preset, "LongcatFlashForCausalLM")],
         "vocab_size": vocab_size,
         **PRESETS[preset],
         "zero_expert_type": "identity",
@@ -116,6 +130,8 @@ def _init(name: str, shape: tuple, config: LongcatConfig, muted: list[int], gen:
         return 1.0 + NORM_SPREAD * randn(shape)
     if name.endswith("embed_tokens.weight"):
         return randn(shape)
+    if config.ngram and name in {config.ngram.table_name(e) for e in range(config.ngram.num_tables)}:
+        return NGRAM_TABLE_STD * randn(shape)
     if name == "lm_head.weight":
         rows = randn(shape) * torch.exp(LOGIT_NORM_SPREAD * randn(shape[0], 1))
         rows[muted] = 0.0

@@ -87,6 +87,47 @@ def moe(w: dict, p: str, cfg: LongcatConfig, m: torch.Tensor, identity_scale: fl
     return out
 
 
+def ngram_rows(cfg: LongcatConfig, token_ids: list[int]) -> list[list[int]]:
+    """Flash-Lite: the row each n-gram table reads for each position of one sequence (0: none), straight
+    from Meituan's ``NgramEmbedding``: ignored ids read as 0; 0 and EOS end a segment (as its last token);
+    order i, split j reads table e = (i-2)k + j of M_e = int(ratio * V + 2e + 1) rows at
+    (c + sum_d h_d * (V^d mod M_e)) mod M_e, h_d the token d back inside the segment, 0 beyond it."""
+    g = cfg.ngram
+    n, k, vocab = g.neighbors, g.splits, g.hash_vocab
+    seq = [0 if t in g.ignored_ids else t for t in token_ids]
+    out = []
+    for t, c in enumerate(seq):
+        history, start = [], t  # history[d-1] = h_d
+        while start > 0 and len(history) < n - 1 and seq[start - 1] > 0 and seq[start - 1] not in g.eos_ids:
+            start -= 1
+            history.append(seq[start])
+        history += [0] * (n - 1 - len(history))
+        rows = []
+        for i in range(2, n + 1):
+            for j in range(k):
+                e = (i - 2) * k + j
+                size = int(g.ratio * vocab + 2 * e + 1)
+                rows.append(0 if c == 0 else (c + sum(history[d - 1] * pow(vocab, d, size) for d in range(1, i))) % size)
+        out.append(rows)
+    return out
+
+
+def embedding(cfg: LongcatConfig, w: dict, token_ids: list[int]) -> torch.Tensor:
+    """The layer-0 input [T, H]: the token embedding, for Flash-Lite averaged with the n-gram rows' projections."""
+    x = w["model.embed_tokens.weight"][torch.tensor(token_ids)]
+    g = cfg.ngram
+    if g is None:
+        return x
+    out = []
+    for t, rows in enumerate(ngram_rows(cfg, token_ids)):
+        total = x[t].clone()
+        for e, row in enumerate(rows):
+            if row:
+                total += w[g.projection_name(e)] @ w[g.table_name(e)][row]
+        out.append(total if token_ids[t] in g.ignored_ids else total / (1 + len(rows)))
+    return torch.stack(out)
+
+
 def final_hidden(cfg: LongcatConfig, w: dict, token_ids: list[int], identity_scale: float | None = None,
                  stats: list | None = None) -> torch.Tensor:
     """token_ids (one sequence) -> the hidden state after the final norm [T, H] fp32 (what lm_head reads).
@@ -96,7 +137,7 @@ def final_hidden(cfg: LongcatConfig, w: dict, token_ids: list[int], identity_sca
     """
     scale = cfg.routed_scaling_factor if identity_scale is None else identity_scale
     eps = cfg.rms_norm_eps
-    x = w["model.embed_tokens.weight"][torch.tensor(token_ids)]
+    x = embedding(cfg, w, token_ids)
     for layer in range(cfg.num_layers):
         p = f"model.layers.{layer}"
         x = x + mla(w, f"{p}.self_attn.0", cfg, rms_norm(x, w[f"{p}.input_layernorm.0.weight"], eps))

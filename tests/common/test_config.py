@@ -56,7 +56,7 @@ def test_rope_theta_inside_rope_parameters_and_engine_aliases():
     ({"rope_scaling": {"type": "longrope", "factor": 4}}, "rope scaling type 'longrope'"),
     ({"rope_scaling": {"type": "yarn", "factor": 4}}, "yarn rope scaling needs 'original_max_position_embeddings'"),
     ({"rope_scaling": {"type": "yarn", "original_max_position_embeddings": 8192}}, "yarn rope scaling needs 'factor'"),
-    ({"ngram_vocab_size_ratio": 78}, "'ngram_vocab_size_ratio' \\(n-gram embeddings"),
+    ({"ngram_vocab_size_ratio": 78}, r"'ngram_vocab_size_ratio' is set but \['emb_neighbor_num', 'emb_split_num'\]"),
     ({"index_topk": 2048}, "'index_topk' \\(sparse"),
     ({"disable_quant_module": ["experts"]}, "unknown 'disable_quant_module'"),
 ])
@@ -91,13 +91,9 @@ def test_unsupported_quantization_is_named():
 
 
 @pytest.mark.parametrize("fields, reason", [
-    ({"ngram_vocab_size_ratio": 78, "emb_neighbor_num": 4, "emb_split_num": 4},
-     "ngram_vocab_size_ratio, emb_neighbor_num, emb_split_num (n-gram embeddings (LongCat-Flash-Lite))"),
-    ({"oe_vocab_size_ratio": 78, "use_ngram_embedding": True, "index_topk": 2048},
-     "oe_vocab_size_ratio, use_ngram_embedding (n-gram embeddings (LongCat-Flash-Lite)); index_topk (sparse"),
-    ({"oe_vocab_size_ratio": 78}, "oe_vocab_size_ratio (n-gram embeddings (LongCat-Flash-Lite))"),
+    ({"oe_vocab_size_ratio": 78, "oe_neighbor_num": 4, "oe_split_num": 4, "index_topk": 2048},
+     "index_topk (sparse (indexer) attention)"),
     ({"index_topk": 2048}, "index_topk (sparse (indexer) attention)"),
-    ({"use_ngram_embedding": True}, "use_ngram_embedding (n-gram embeddings"),
 ])
 def test_unsupported_variants_are_named_from_dicts_and_config_objects(fields, reason):
     from types import SimpleNamespace
@@ -107,8 +103,8 @@ def test_unsupported_variants_are_named_from_dicts_and_config_objects(fields, re
     raw = {**CHAT, **fields}
     assert unsupported_reason(raw).startswith(reason)
     assert unsupported_reason(SimpleNamespace(**raw)) == unsupported_reason(raw)
-    assert set(unsupported_features(raw)) == set(fields)
-    with pytest.raises(ValueError, match=f"'{next(iter(fields))}'.*not supported"):
+    assert set(unsupported_features(raw)) == {"index_topk"}
+    with pytest.raises(ValueError, match="'index_topk'.*not supported"):
         LongcatConfig.from_dict(raw)
 
 
@@ -116,4 +112,5 @@ def test_served_configs_have_no_unsupported_reason():
     from longcat_common.config import unsupported_reason
 
     assert unsupported_reason(CHAT) is None
-    assert unsupported_reason({**CHAT, "index_topk": None, "oe_vocab_size_ratio": 0}) is None
+    assert unsupported_reason({**CHAT, "index_topk": None}) is None
+    assert unsupported_reason({**CHAT, "ngram_vocab_size_ratio": 78, "emb_neighbor_num": 4, "emb_split_num": 4}) is None

@@ -1,0 +1,215 @@
+"""LongCat's n-gram embedding (Flash-Lite; the ``oe_*`` spelling of Flash-Lite-Sparse and LongCat-2.0), once.
+
+The rule, from Meituan's remote code (``modeling_longcat_ngram.py``: ``NgramEmbedding``, ``NgramCache``):
+for the token ``c`` at position t,
+
+* ids in ``oe_ignored_token_ids`` read as 0. A 0 or an EOS ends a segment, and the segment's last token
+  is that 0 or EOS. The history of t is the tokens of its own segment before t: it stops at the sequence
+  start and after an earlier EOS. An EOS at t is hashed with its own history.
+* for order i in 2..n and split j in 0..k-1 (table e = (i-2)k + j, M_e = int(m + 2e + 1) rows,
+  m = ratio * V, V = ``text_vocab_size`` where the config has it, else ``vocab_size``):
+  ``id_e = (c + sum_{d=1}^{i-1} h_d * (V^d mod M_e)) mod M_e`` in 64-bit integers, h_d the token d back
+  in the segment, 0 past its start. A position whose token is 0 gets id 0 in every table.
+* id 0 looks nothing up (zeros); otherwise ``proj_e(table_e[id_e])`` (``post_projs`` have no bias).
+* embedding = ``(word(c) + sum_e proj_e(...)) / (1 + k(n-1))``. Ignored tokens are not divided.
+* the history a request carries from one forward to the next is its last n-1 tokens (``NgramCache``).
+
+Where others differ (read in their sources): vLLM 0.32 / 0.33's ``ngram_compute_n_gram_ids`` stops at an EOS
+at the current position too, so an EOS gets id 0 in every table (multi-turn prompts, whose turns end in
+EOS, read different rows). vLLM, SGLang 0.5.23 and the MLX port look up row 0 for id 0 where Meituan's code
+gives zeros (the same only where that row was never trained). The MLX port has no EOS boundary. vLLM
+hashes with ``vocab_size`` where the newer Meituan code has ``text_vocab_size``.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+# spelling -> (ratio, neighbours n, splits k) field names; tensor names
+FIELDS = {"ngram": ("ngram_vocab_size_ratio", "emb_neighbor_num", "emb_split_num"),
+          "oe": ("oe_vocab_size_ratio", "oe_neighbor_num", "oe_split_num")}
+TABLE_NAMES = {"ngram": "model.ngram_embeddings.embedders.{}.weight", "oe": "model.oe_embed_tokens{}.weight"}
+PROJECTION_NAMES = {"ngram": "model.ngram_embeddings.post_projs.{}.weight", "oe": "model.oe_embed_proj{}.weight"}
+BEFORE_START = -1  # a history slot before the sequence start
+
+
+def _value(config, name):
+    return config.get(name) if isinstance(config, dict) else getattr(config, name, None)
+
+
+def _ids(value) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    return tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+
+
+@dataclass(frozen=True)
+class NgramSpec:
+    ratio: float
+    neighbors: int  # n: orders 2..n, the history is n-1 tokens
+    splits: int  # k: tables per order
+    hash_vocab: int  # V
+    eos_ids: tuple[int, ...]
+    ignored_ids: tuple[int, ...] = ()
+    spelling: str = "ngram"
+
+    @classmethod
+    def from_config(cls, config) -> "NgramSpec | None":
+        """From a config.json dict or any engine's config object; None where n-gram embeddings are off.
+
+        Both spellings may be present only where they agree (SGLang's config object carries both)."""
+        found = {}
+        for spelling, names in FIELDS.items():
+            values = tuple(_value(config, n) for n in names)
+            if values[0] is not None:
+                missing = [n for n, v in zip(names, values) if v is None]
+                if missing:
+                    raise ValueError(f"LongCat n-gram config: '{names[0]}' is set but {missing} missing")
+                found[spelling] = values
+        if not found:
+            return None
+        if len(set(found.values())) > 1:
+            detail = "; ".join(f"{', '.join(f'{n}={v}' for n, v in zip(FIELDS[s], vals))}"
+                               for s, vals in found.items())
+            raise ValueError(f"LongCat n-gram config: both spellings are set and disagree ({detail})")
+        spelling = "ngram" if "ngram" in found else "oe"
+        ratio, n, k = found[spelling]
+        vocab = _value(config, "text_vocab_size") or _value(config, "vocab_size")
+        spec = cls(ratio=ratio, neighbors=n, splits=k, hash_vocab=vocab,
+                   eos_ids=_ids(_value(config, "eos_token_id")),
+                   ignored_ids=_ids(_value(config, "oe_ignored_token_ids")), spelling=spelling)
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        for name in ("neighbors", "splits", "hash_vocab"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"LongCat n-gram config: '{name}' must be an integer, got {value!r}")
+        if self.neighbors < 2 or self.splits < 1:
+            raise ValueError(f"LongCat n-gram config: need neighbor_num >= 2 and split_num >= 1, "
+                             f"got {self.neighbors} and {self.splits}")
+        if not self.ratio > 0 or self.hash_vocab <= 0:
+            raise ValueError(f"LongCat n-gram config: vocab_size_ratio ({self.ratio}) and the hash vocabulary "
+                             f"({self.hash_vocab}) must be positive")
+        if not self.eos_ids:
+            raise ValueError("LongCat n-gram config: eos_token_id is needed (the n-gram history stops after it)")
+
+    # ---- sizes and names --------------------------------------------------------------------------------
+    @property
+    def num_tables(self) -> int:
+        return self.splits * (self.neighbors - 1)
+
+    @property
+    def history_len(self) -> int:
+        return self.neighbors - 1
+
+    def table_sizes(self) -> tuple[int, ...]:
+        m = self.ratio * self.hash_vocab
+        return tuple(int(m + 2 * e + 1) for e in range(self.num_tables))
+
+    def table_offsets(self) -> tuple[int, ...]:
+        """Start row of each table in the tables concatenated (num_tables + 1 entries, the last the total)."""
+        out = [0]
+        for size in self.table_sizes():
+            out.append(out[-1] + size)
+        return tuple(out)
+
+    def table_dim(self, hidden_size: int) -> int:
+        dim = hidden_size // self.num_tables
+        if dim < 1:
+            raise ValueError(f"LongCat n-gram config: hidden_size {hidden_size} < {self.num_tables} tables")
+        return dim
+
+    def table_name(self, e: int) -> str:
+        return TABLE_NAMES[self.spelling].format(e)
+
+    def projection_name(self, e: int) -> str:
+        return PROJECTION_NAMES[self.spelling].format(e)
+
+    def shapes(self, hidden_size: int) -> dict[str, tuple[int, int]]:
+        """Checkpoint name -> shape of every n-gram tensor."""
+        dim, out = self.table_dim(hidden_size), {}
+        for e, rows in enumerate(self.table_sizes()):
+            out[self.table_name(e)] = (rows, dim)
+            out[self.projection_name(e)] = (hidden_size, dim)
+        return out
+
+    def multipliers(self) -> torch.Tensor:
+        """[num_tables, n-1] int64: V^d mod M_e for d = 1..n-1, 0 for d >= the table's order."""
+        out = torch.zeros(self.num_tables, self.history_len, dtype=torch.int64)
+        for e, size in enumerate(self.table_sizes()):
+            for d in range(1, e // self.splits + 2):
+                out[e, d - 1] = pow(self.hash_vocab, d, size)
+        return out
+
+    # ---- ids --------------------------------------------------------------------------------------------
+    def ids(self, windows: torch.Tensor) -> torch.Tensor:
+        """windows [T, n] (each token's n-1 predecessors oldest first, then the token; BEFORE_START where the
+        sequence has none) -> [T, num_tables] int64 row of each table (0: no lookup)."""
+        w = windows.long()
+        if self.ignored_ids:
+            w = w.masked_fill(torch.isin(w, torch.tensor(self.ignored_ids, device=w.device)), 0)
+        boundary = (w <= 0) | torch.isin(w, torch.tensor(self.eos_ids, device=w.device))
+        back = w[:, :-1].flip(1)  # [T, n-1]: d = 1, 2, ... back
+        inside = ~boundary[:, :-1].flip(1).cummax(dim=1).values  # no boundary between t-d and t-1
+        history = torch.where(inside, back, torch.zeros_like(back))  # h_d
+        current = w[:, -1:]
+        mult = self.multipliers().to(w.device)
+        mods = torch.tensor(self.table_sizes(), dtype=torch.int64, device=w.device)
+        ids = (current + history @ mult.T) % mods  # [T, E]; < 2^63: h < V, multiplier < M_e
+        return ids.masked_fill(current <= 0, 0)
+
+    def ignored(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[T] bool: tokens the average leaves alone."""
+        if not self.ignored_ids:
+            return torch.zeros_like(tokens, dtype=torch.bool)
+        return torch.isin(tokens, torch.tensor(self.ignored_ids, device=tokens.device))
+
+    def mix(self, tokens: torch.Tensor, word: torch.Tensor, ngram_sum: torch.Tensor) -> torch.Tensor:
+        """(word + sum of projected rows) / (1 + num_tables); ignored tokens keep the plain sum."""
+        scale = torch.where(self.ignored(tokens), 1.0, 1.0 / (1 + self.num_tables)).to(word.dtype)
+        return (word + ngram_sum) * scale[:, None]
+
+
+def windows(history: torch.Tensor, tokens: torch.Tensor, query_start_loc: torch.Tensor) -> torch.Tensor:
+    """Each token's window [T, n] from its request's history [R, n-1] and the flat chunk of every request.
+
+    ``query_start_loc`` [R+1]: request r's tokens are ``tokens[qsl[r]:qsl[r+1]]``. history[r] is what came
+    before them (oldest first, BEFORE_START where the sequence has not that many).
+    """
+    hist = history.shape[1]
+    lens = query_start_loc[1:] - query_start_loc[:-1]
+    req = torch.repeat_interleave(torch.arange(len(lens), device=tokens.device), lens, output_size=tokens.shape[0])
+    offset = torch.arange(tokens.shape[0], device=tokens.device) - query_start_loc[:-1][req]
+    # window slot s of token t is position offset - hist + s of its request: in history where negative
+    steps = offset[:, None] - hist + torch.arange(hist + 1, device=tokens.device)  # [T, n]
+    flat = (query_start_loc[:-1][req])[:, None] + steps
+    from_chunk = tokens[flat.clamp(min=0, max=tokens.shape[0] - 1)]
+    from_history = history[req[:, None], (steps + hist).clamp(min=0, max=hist - 1)]
+    return torch.where(steps >= 0, from_chunk, from_history.to(tokens.dtype))
+
+
+def history_after(sequence_tail: list[int], n: int) -> list[int]:
+    """The n-1 tokens a request carries after ``sequence_tail`` (its last tokens), BEFORE_START-padded."""
+    tail = list(sequence_tail)[-(n - 1):] if n > 1 else []
+    return [BEFORE_START] * (n - 1 - len(tail)) + tail
+
+
+class NgramLookup:
+    """The n-gram part of the embedding for one rank: rows of the concatenated tables -> summed projections.
+
+    ``rows(flat_ids)`` is the engine's (possibly vocabulary-parallel) embedding over the concatenated
+    tables; ``projection`` [H, num_tables * dim] is the projections side by side (checkpoint e -> columns
+    e*dim .. (e+1)*dim).
+    """
+
+    def __init__(self, spec: NgramSpec):
+        self.spec = spec
+        self.offsets = torch.tensor(spec.table_offsets()[:-1], dtype=torch.int64)
+
+    def __call__(self, ids: torch.Tensor, rows, projection: torch.Tensor) -> torch.Tensor:
+        """ids [T, E] -> [T, H] = sum_e [id != 0] proj_e(table_e[id])."""
+        looked = rows(ids + self.offsets.to(ids.device))  # [T, E, dim]
+        looked = looked * (ids != 0).unsqueeze(-1).to(looked.dtype)
+        return looked.flatten(1) @ projection.T
