@@ -11,7 +11,8 @@ Checkpoint (Hub) layout, per decoder layer l and sublayer i in {0, 1}:
     Flash-Lite: the n-gram tables and projections (longcat_common.ngram: both spellings), never quantised
 FP8 checkpoints add ``<linear>.weight_scale_inv`` beside every quantised linear weight.
 
-Both adapters name their parameters the same way, so one table maps checkpoint names onto them:
+Both adapters name their parameters the same way, so one table maps checkpoint names onto them (Flash-Lite's
+n-gram tables and projections: NGRAM_TABLES / NGRAM_PROJECTION, shard id = the table's index):
 ``fused_qkv_a_proj`` = [q_a_proj; kv_a_proj_with_mqa], ``gate_up_proj`` = [gate_proj; up_proj],
 ``mlp.experts.w13_*`` (gate = w1, up = w3) and ``mlp.experts.w2_*`` (down) for the routed experts.
 
@@ -41,6 +42,11 @@ STACKED_PARAMS = (
     ("gate_up_proj", "up_proj", 1),
 )
 EXPERT_SHARDS = {"gate_proj": ("w13", "w1"), "up_proj": ("w13", "w3"), "down_proj": ("w2", "w2")}
+# Flash-Lite's n-gram tensors (both spellings) -> the adapters' two parameters: the tables concatenated
+# (longcat_common.ngram.NgramSpec.table_offsets) and the projections side by side, shard id = table index
+NGRAM_TABLES, NGRAM_PROJECTION = "model.ngram_embedding.tables.weight", "model.ngram_embedding.projection"
+_NGRAM_RE = {NGRAM_TABLES: re.compile(r"^model\.(?:ngram_embeddings\.embedders\.|oe_embed_tokens)(\d+)\.weight$"),
+             NGRAM_PROJECTION: re.compile(r"^model\.(?:ngram_embeddings\.post_projs\.|oe_embed_proj)(\d+)\.weight$")}
 _EXPERT_RE = re.compile(r"^(.*\.mlp\.experts)\.(\d+)\.(gate_proj|up_proj|down_proj)\.(weight|weight_scale_inv)$")
 
 
@@ -59,6 +65,10 @@ def is_mtp(name: str) -> bool:
 
 def param_target(name: str) -> ParamTarget:
     """Checkpoint name of a main-model tensor -> its parameter in the adapters' models."""
+    for param, pattern in _NGRAM_RE.items():
+        match = pattern.match(name)
+        if match:
+            return ParamTarget(param, int(match.group(1)))
     match = _EXPERT_RE.match(name)
     if match:
         prefix, expert, proj, kind = match.groups()

@@ -13,8 +13,9 @@ from .rope import YARN_DEFAULTS, yarn_mscale
 
 ZERO_EXPERT_TYPES = ("identity",)
 MLA_CPU_LATENT = 576  # kv_lora_rank + qk_rope_head_dim the engines' CPU MLA backends accept
-ARCHITECTURES = ("LongcatFlashForCausalLM", "LongcatCausalLM")  # Flash-Chat / -Thinking, Thinking-2601
 LITE_ARCHITECTURE = "LongcatFlashNgramForCausalLM"  # Flash-Lite (n-gram embeddings: longcat_common.ngram)
+# Flash-Chat / -Thinking, Thinking-2601 (and the oe_* n-gram spelling of Lite-Sparse / LongCat-2.0), Flash-Lite
+ARCHITECTURES = ("LongcatFlashForCausalLM", "LongcatCausalLM", LITE_ARCHITECTURE)
 
 # Fields of LongCat variants this package does not implement (field -> feature). Where the engine has a
 # built-in class for the architecture, such a config is handed to it (unsupported_features); otherwise

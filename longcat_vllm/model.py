@@ -24,6 +24,7 @@ from longcat_common.layer import ShortcutLayerSteps, shortcut_layer_forward
 from .cpu_collectives import supply_uneven_collectives
 from .loading import ep_filtered_weights, load_longcat_weights, quant_config_for_device
 from .moe import LongcatMoE
+from .ngram import NgramEmbedding
 from .rope import MlaRope
 
 logger = logging.getLogger("vllm.longcat_flash_plugins")  # under "vllm" to use its log handler
@@ -88,6 +89,10 @@ class LongcatFlashModel(nn.Module):
         quant_config = quant_config_for_device(vllm_config, config)
         self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size,
                                                    prefix=maybe_prefix(prefix, "embed_tokens"))
+        if config.ngram:  # Flash-Lite: run by LongcatFlashForCausalLM.forward, outside the compiled forward
+            self.ngram_embedding = NgramEmbedding(config.ngram, self.embed_tokens, config.hidden_size,
+                                                  vllm_config.cache_config.block_size,
+                                                  prefix=maybe_prefix(prefix, "ngram_embedding"))
         self.start_layer, self.end_layer, self.layers = make_layers(
             config.num_layers, lambda prefix: LongcatDecoderLayer(vllm_config, config, quant_config, prefix),
             prefix=f"{prefix}.layers")
@@ -134,6 +139,8 @@ class LongcatFlashForCausalLM(nn.Module):
         return self.model.embed_input_ids(input_ids)
 
     def forward(self, input_ids, positions, intermediate_tensors=None, inputs_embeds=None):
+        if self.config.ngram and inputs_embeds is None:  # Flash-Lite: the n-gram embedding, eager (data-dependent)
+            inputs_embeds, input_ids = self.model.ngram_embedding(input_ids, positions), None
         return self.model(input_ids, positions, intermediate_tensors, inputs_embeds)
 
     def compute_logits(self, hidden_states: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,120 @@
+"""Flash-Lite's n-gram embedding for vLLM: longcat_common.ngram's rule on vLLM's vocabulary-parallel embedding.
+
+Each request's history (the n-1 tokens before its first token of this forward) is read from the KV-cache
+slots of those positions: every forward writes its tokens into a token-per-slot table at the slots vLLM
+writes their KV to (the MLA metadata's ``slot_mapping``) and reads the history through the request's
+block table. Whatever vLLM does with the cache, the table follows: a chunked prefill's next chunk and a
+decode step read the slots the earlier forwards wrote; a prefix-cache hit reads the blocks of the request
+that computed them (vLLM shares a block only for the same tokens); a preempted request is recomputed
+into new slots; speculative decoding writes every draft, but the next forward starts after the last
+accepted token, so its history is accepted tokens only (a rejected draft's slot is rewritten before any
+history reaches it). KV the engine did not compute (a KV connector's transfer) carries no tokens: see
+docs/lite.md.
+"""
+
+import torch
+from torch import nn
+
+from vllm.forward_context import get_forward_context, is_forward_context_available
+from vllm.model_executor.layers.attention.mla_attention import MLACommonMetadata
+from vllm.model_executor.layers.vocab_parallel_embedding import VocabParallelEmbedding
+
+from longcat_common.ngram import BEFORE_START, NgramLookup, NgramSpec, windows
+
+
+class SlotTokens:
+    """The token id vLLM's KV cache holds at each slot (BEFORE_START where nothing was written)."""
+
+    def __init__(self):
+        self.table = torch.empty(0, dtype=torch.int64)
+
+    def write(self, slots: torch.Tensor, tokens: torch.Tensor) -> None:
+        keep = slots >= 0  # vLLM's PAD_SLOT_ID (-1): padding rows
+        slots, tokens = slots[keep].long(), tokens[keep].long()
+        if slots.numel() == 0:
+            return
+        needed = int(slots.max()) + 1
+        if needed > self.table.numel():
+            grown = torch.full((max(needed, 2 * self.table.numel()),), BEFORE_START, dtype=torch.int64,
+                               device=slots.device)
+            grown[: self.table.numel()] = self.table.to(slots.device)
+            self.table = grown
+        self.table[slots] = tokens
+
+    def read(self, slots: torch.Tensor) -> torch.Tensor:
+        size = self.table.numel()
+        if size == 0:
+            return torch.full_like(slots, BEFORE_START, dtype=torch.int64)
+        inside = (slots >= 0) & (slots < size)
+        return torch.where(inside, self.table[slots.clamp(0, size - 1)], BEFORE_START)
+
+
+def mla_metadata() -> MLACommonMetadata | None:
+    """This forward's MLA metadata (every LongCat attention layer shares one KV-cache group); None in the
+    engine's profile and warm-up runs without a cache."""
+    if not is_forward_context_available():
+        return None
+    metadata = get_forward_context().attn_metadata
+    if isinstance(metadata, list):  # micro-batches
+        raise NotImplementedError("longcat-flash-plugins: Flash-Lite with micro-batching (DBO) is not supported")
+    if not metadata:
+        return None
+    return next((m for m in metadata.values() if isinstance(m, MLACommonMetadata)), None)
+
+
+class NgramEmbedding(nn.Module):
+    """word embedding averaged with the n-gram tables' projections (longcat_common.ngram); ``tables`` is the
+    checkpoint's tables concatenated (rows split over TP ranks), ``projection`` the projections side by side."""
+
+    def __init__(self, spec: NgramSpec, word: VocabParallelEmbedding, hidden_size: int, block_size: int,
+                 prefix: str):
+        super().__init__()
+        self.spec, self.word, self.block_size = spec, word, block_size
+        dim = spec.table_dim(hidden_size)
+        self.tables = VocabParallelEmbedding(spec.table_offsets()[-1], dim, prefix=f"{prefix}.tables")
+        self.tables.weight.weight_loader = self._load_table
+        self.projection = nn.Parameter(torch.empty(hidden_size, spec.num_tables * dim), requires_grad=False)
+        self.projection.weight_loader = self._load_projection
+        self.lookup = NgramLookup(spec)
+        self.slot_tokens = SlotTokens()
+
+    def _load_table(self, param: torch.Tensor, table: torch.Tensor, e: int) -> None:
+        """Checkpoint table e -> its rows of this rank's shard of the concatenated tables."""
+        lo, hi = self.spec.table_offsets()[e:e + 2]
+        shard = self.tables.shard_indices
+        start, end = max(lo, shard.org_vocab_start_index), min(hi, shard.org_vocab_end_index)
+        if start < end:
+            param.data[start - shard.org_vocab_start_index:end - shard.org_vocab_start_index] = table[start - lo:end - lo]
+
+    def _load_projection(self, param: torch.Tensor, projection: torch.Tensor, e: int) -> None:
+        dim = projection.shape[1]
+        param.data[:, e * dim:(e + 1) * dim] = projection
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        metadata = mla_metadata()
+        ids = self.spec.ids(self._windows(input_ids, positions, metadata))
+        summed = self.lookup(ids, self.tables, self.projection.to(self.tables.weight.dtype))
+        return self.spec.mix(input_ids, self.word(input_ids), summed)
+
+    def _windows(self, input_ids: torch.Tensor, positions: torch.Tensor,
+                 metadata: MLACommonMetadata | None) -> torch.Tensor:
+        """[T, n]: each token's history (from the slots of its request's earlier positions), then the token."""
+        hist = self.spec.history_len
+        if metadata is None:  # no KV cache: every row a sequence start
+            return torch.cat([torch.full((input_ids.shape[0], hist), BEFORE_START, dtype=input_ids.dtype,
+                                         device=input_ids.device), input_ids[:, None]], dim=1)
+        tokens, num_reqs = input_ids[:metadata.num_actual_tokens], metadata.num_reqs
+        qsl = metadata.query_start_loc[:num_reqs + 1].long()
+        start = positions[qsl[:-1]].long()  # each request's first position in this forward
+        back = start[:, None] - torch.arange(hist, 0, -1, device=start.device)  # oldest first
+        blocks = torch.cat([m.block_table for m in (metadata.decode, metadata.prefill) if m is not None])
+        at = back.clamp(min=0)
+        slots = blocks[torch.arange(num_reqs, device=at.device)[:, None], at // self.block_size].long()
+        history = torch.where(back >= 0, self.slot_tokens.read(slots * self.block_size + at % self.block_size),
+                              BEFORE_START)
+        self.slot_tokens.write(metadata.slot_mapping[:metadata.num_actual_tokens], tokens)
+        out = windows(history, tokens, qsl)
+        padding = input_ids.shape[0] - tokens.shape[0]
+        if padding:
+            out = torch.cat([out, torch.full((padding, hist + 1), 0, dtype=out.dtype, device=out.device)])
+        return out
