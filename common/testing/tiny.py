@@ -1,6 +1,6 @@
 """Random LongCat-Flash checkpoints in the exact Hub layout, for tests and benchmarks.
 
-    python -m longcat_common.testing.tiny OUT_DIR [--fp8] [--preset tiny|bench|draft|odd|lite|lite-oe] [--seed N]
+    python -m longcat_common.testing.tiny OUT_DIR [--fp8] [--preset tiny|bench|draft|odd|lite|lite-oe|lite-draft] [--seed N]
                                   [--flavour chat|thinking|2601 [--scripted]]
 
 Writes config.json (no model_type, like the Hub's), generation_config.json, sharded safetensors
@@ -67,12 +67,17 @@ PRESETS = {
                     qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, ffn_hidden_size=416,
                     expert_ffn_hidden_size=96, n_routed_experts=12, zero_expert_num=4, moe_topk=3,
                     oe_vocab_size_ratio=2.37, oe_neighbor_num=4, oe_split_num=3),
+    # Flash-Lite whose MTP draft is good (testing/draft.py), the n-gram part smaller than in "lite"
+    "lite-draft": dict(hidden_size=288, num_layers=2, num_attention_heads=6, q_lora_rank=96, kv_lora_rank=512,
+                       qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, ffn_hidden_size=416,
+                       expert_ffn_hidden_size=96, n_routed_experts=12, zero_expert_num=4, moe_topk=3,
+                       ngram_vocab_size_ratio=2.37, emb_neighbor_num=4, emb_split_num=3),
     "odd": dict(vocab_size=1061, hidden_size=288, num_layers=2, num_attention_heads=5, q_lora_rank=96,
                 kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, ffn_hidden_size=416,
                 expert_ffn_hidden_size=96, n_routed_experts=12, zero_expert_num=4, moe_topk=3),
 }
-WEIGHT_RECIPES = {"draft": good_draft_weights}  # preset -> rewrite of the random weights
-PRESET_ARCHITECTURES = {"lite": LITE_ARCHITECTURE, "lite-oe": "LongcatCausalLM"}  # others: LongcatFlashForCausalLM
+WEIGHT_RECIPES = {"draft": good_draft_weights, "lite-draft": good_draft_weights}  # preset -> rewrite of the random weights
+PRESET_ARCHITECTURES = {"lite": LITE_ARCHITECTURE, "lite-draft": LITE_ARCHITECTURE, "lite-oe": "LongcatCausalLM"}  # others: LongcatFlashForCausalLM
 FP8_QUANTIZATION_CONFIG = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
                            "weight_block_size": list(BLOCK)}
 

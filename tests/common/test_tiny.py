@@ -100,7 +100,7 @@ def test_presets_fit_the_engines(preset):
     The odd preset does not split over TP=2 on purpose (tests/sglang/test_padded_sizes.py)."""
     config = LongcatConfig.from_dict(hub_config(preset, vocab_size=1024))
     assert config.kv_lora_rank + config.qk_rope_head_dim == MLA_CPU_LATENT
-    assert config.hidden_size % 256 == 0 or preset in ("draft", "lite", "lite-oe")
+    assert config.hidden_size % 256 == 0 or preset in ("draft", "lite", "lite-oe", "lite-draft")
     for name in ("num_attention_heads", "ffn_hidden_size", "expert_ffn_hidden_size", "n_routed_experts",
                  "zero_expert_num", "vocab_size"):
         assert getattr(config, name) % 2 == 0, name
