@@ -77,6 +77,38 @@ def draft_fp8_ckpt(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def lite_ckpts(tmp_path_factory):
+    """Flash-Lite checkpoints (seed 0), written on first use: "lite" (ngram_* spelling), "lite-oe" (oe_*
+    spelling, LongcatCausalLM), "lite-fp8" (the lite weights in the block-FP8 layout), "lite-draft" (good MTP draft)."""
+    made = {}
+
+    def get(name: str):
+        if name not in made:
+            preset, fp8 = name.removesuffix("-fp8"), name.endswith("-fp8")
+            made[name] = write_checkpoint(tmp_path_factory.mktemp(name), preset=preset, fp8=fp8, seed=0)
+        return made[name]
+    return get
+
+
+# Flash-Lite prompts (token ids; EOS = 2, 0 = unk): earlier EOS tokens (a past turn's end), EOS at scored
+# positions, a 0, prompts longer than one prefill chunk of 16 with EOS around the chunk boundaries, and two
+# prompts that end alike after different histories.
+LITE_PROMPTS = [
+    [1, 17, 200, 2, 99, 300, 12, 2, 650, 88, 23, 400, 5, 6],
+    [1] + list(range(301, 316)) + [2] + list(range(316, 330)) + [2] + list(range(330, 346)),
+    [1, 50, 51, 52, 2, 2, 53, 54, 0, 55, 56],
+    [1, 400, 401, 402, 7, 8, 9],
+    [1, 500, 2, 402, 7, 8, 9],
+    [1, 5, 9, 33],
+    [1] + list(range(600, 620)) + [2, 2] + list(range(620, 640)),
+]
+# in turn: each later prompt shares blocks of 16 with an earlier one (prefix-cache hits), ending after an EOS
+LITE_SHARED = list(range(700, 715)) + [2] + list(range(715, 741))
+LITE_PREFIX_PROMPTS = [[1] + LITE_SHARED + [900, 901], [1] + LITE_SHARED + [2, 902, 903, 904],
+                       [1] + LITE_SHARED[:33] + [2, 905]]
+
+
+@pytest.fixture(scope="session")
 def prompts() -> list[str]:
     return list(PROMPTS)
 

@@ -74,7 +74,8 @@ def swiglu(w: dict, p: str, x: torch.Tensor) -> torch.Tensor:
 def moe(w: dict, p: str, cfg: LongcatConfig, m: torch.Tensor, identity_scale: float, stats: list | None):
     """m [T, H] -> [T, H]: softmax router over real + zero experts, biased top-k choice, unbiased weights."""
     probs = (m @ w[f"{p}.router.classifier.weight"].T).softmax(-1)  # [T, E]
-    idx = (probs + w[f"{p}.router.e_score_correction_bias"]).topk(cfg.moe_topk, dim=-1).indices  # [T, k]
+    biased = (probs + w[f"{p}.router.e_score_correction_bias"]).topk(cfg.moe_topk + 1, dim=-1)  # [T, k + 1]
+    idx = biased.indices[:, :cfg.moe_topk]
     out = torch.zeros_like(m)
     for t in range(m.shape[0]):
         for e in idx[t].tolist():
@@ -83,7 +84,8 @@ def moe(w: dict, p: str, cfg: LongcatConfig, m: torch.Tensor, identity_scale: fl
             else:  # identity (zero-computation) expert: a copy of the MoE input
                 out[t] += identity_scale * probs[t, e] * m[t]
     if stats is not None:
-        stats.append({"is_zero": idx >= cfg.n_routed_experts, "weight": probs.gather(1, idx)})
+        stats.append({"is_zero": idx >= cfg.n_routed_experts, "weight": probs.gather(1, idx),
+                      "gap": biased.values[:, -2] - biased.values[:, -1]})
     return out
 
 
@@ -133,7 +135,8 @@ def final_hidden(cfg: LongcatConfig, w: dict, token_ids: list[int], identity_sca
     """token_ids (one sequence) -> the hidden state after the final norm [T, H] fp32 (what lm_head reads).
 
     identity_scale: factor on zero-expert slots, routed_scaling_factor by default (1.0 reproduces
-    SGLang 0.5.23's deviation). stats: if a list, gets per layer {"is_zero": [T, k] bool, "weight": [T, k]}.
+    SGLang 0.5.23's deviation). stats: if a list, gets per layer {"is_zero": [T, k] bool, "weight": [T, k],
+    "gap": [T] (k-th minus (k+1)-th biased router score: how near the expert choice is to a tie)}.
     """
     scale = cfg.routed_scaling_factor if identity_scale is None else identity_scale
     eps = cfg.rms_norm_eps

@@ -24,18 +24,20 @@ MAX_TOKENS = 8
 
 def run_offline(spec: dict, tmp_path: Path, timeout: int = 600, cores: list[int] | None = None
                 ) -> tuple[dict | None, str]:
-    """Runs offline_run.py on ``spec``; returns (its JSON result or None if it failed, its whole log).
+    """Runs offline_run.py (or ``spec["script"]``) on ``spec``; returns (its JSON result or None if it failed,
+    its whole log).
     ``cores``: the CPU cores its ranks are bound to (default: 0 .. tp-1).
 
     With ``capture_draft`` the result also holds "draft_calls": per prompt, the draft forwards' inputs
     and logits (offline_run.py)."""
     spec_file, out_file = tmp_path / "spec.json", tmp_path / "out.json"
-    spec_file.write_text(json.dumps({"prompts": PROMPTS, "max_tokens": MAX_TOKENS, "enforce_eager": True,
-                                     "dtype": "bfloat16", **spec}))
+    spec = {"prompts": PROMPTS, "max_tokens": MAX_TOKENS, "enforce_eager": True, "dtype": "bfloat16", **spec}
+    script = HERE / spec.pop("script", "offline_run.py")
+    spec_file.write_text(json.dumps(spec))
     env = {**os.environ, "VLLM_LOGGING_LEVEL": "INFO"}
     if cores is not None:
         env["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(map(str, cores))
-    proc = subprocess.run([sys.executable, str(HERE / "offline_run.py"), str(spec_file), str(out_file)],
+    proc = subprocess.run([sys.executable, str(script), str(spec_file), str(out_file)],
                           capture_output=True, text=True, timeout=timeout, env=env)
     log = proc.stdout + proc.stderr
     if proc.returncode:
