@@ -12,6 +12,7 @@ import vllm
 from longcat_common.checkpoint_files import check_checkpoint_dir, is_local_longcat
 from longcat_common.config import LongcatConfig, unsupported_reason
 from longcat_common.metrics import counting_on
+from vllm.config.compilation import CUDAGraphMode
 from vllm.platforms import current_platform
 from vllm.v1.attention.backends.registry import AttentionBackendEnum
 from vllm.model_executor.layers.vocab_parallel_embedding import DEFAULT_VOCAB_PADDING_SIZE, pad_vocab_size
@@ -73,6 +74,26 @@ def eager_for_cpu_data_parallel(vllm_config) -> None:
         model_config.enforce_eager = True
 
 
+def piecewise_graphs_for_lite(vllm_config, config: LongcatConfig) -> None:
+    """Flash-Lite on CUDA: CUDA graphs around the compiled model only (PIECEWISE).
+
+    Its n-gram embedding runs eagerly in front of the compiled model and is data-dependent (each request's
+    history read from the KV-cache slots, longcat_vllm/ngram.py), so a FULL graph must not capture it.
+    vLLM's own Lite config defaults to FULL graphs (``LongcatFlashNgramForCausalLMConfig``); ours takes
+    its place for the name. A FULL mode asked for explicitly is refused."""
+    graphs = vllm_config.compilation_config
+    if not config.ngram or not current_platform.is_cuda_alike():
+        return
+    if graphs.cudagraph_mode is None:
+        graphs.cudagraph_mode = CUDAGraphMode.PIECEWISE
+        logger.info("longcat-flash-plugins: Flash-Lite runs its n-gram embedding outside CUDA graphs: "
+                    "cudagraph_mode PIECEWISE")
+    elif graphs.cudagraph_mode.has_full_cudagraphs():
+        raise ValueError(f"longcat-flash-plugins: cudagraph_mode {graphs.cudagraph_mode.name} would capture "
+                         "Flash-Lite's n-gram embedding, which reads each request's history per step; use "
+                         "PIECEWISE or NONE")
+
+
 class LongcatStartupCheck(VerifyAndUpdateConfig):
     @staticmethod
     def verify_and_update_config(vllm_config) -> None:
@@ -86,4 +107,5 @@ class LongcatStartupCheck(VerifyAndUpdateConfig):
         check_tp_split(config, parallel.tensor_parallel_size, parallel.enable_expert_parallel)
         reference_mla_on_cpu(vllm_config)
         eager_for_cpu_data_parallel(vllm_config)
+        piecewise_graphs_for_lite(vllm_config, config)
         expose(vllm_config, config)

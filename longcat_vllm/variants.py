@@ -1,7 +1,7 @@
 """LongCat variants this package does not implement are served as without the plugin: by vLLM's own class.
 
 ``longcat_common.config.unsupported_features`` names the config fields that turn on a feature we lack
-(n-gram embeddings, sparse indexer attention). vLLM takes a model's class from ``hf_config.architectures``:
+(sparse indexer attention). vLLM takes a model's class from ``hf_config.architectures``:
 ``ModelConfig`` inspects it through the architecture converter of the config's model type
 (``MODEL_ARCH_CONFIG_CONVERTORS``), run once while the front process builds its config, and the workers
 resolve it again from the same ``hf_config``, pickled into them (``get_model_architecture``). So:
@@ -13,7 +13,8 @@ resolve it again from the same ``hf_config``, pickled into them (``get_model_arc
 - a name vLLM has no class for (``LongcatCausalLM`` in vLLM 0.32 / 0.33) stays ours, and our start-up
   check refuses the config naming the fields (startup_check.refuse_unsupported).
 
-vLLM's ``LongcatFlashNgramForCausalLM`` (Flash-Lite) is not a name we take over: it is never touched.
+Flash-Lite (``LongcatFlashNgramForCausalLM``, n-gram embeddings) is ours too (longcat_vllm/ngram.py); under that
+name a config with sparse attention fields goes back to vLLM's own n-gram class.
 """
 
 import logging

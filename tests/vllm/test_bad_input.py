@@ -35,11 +35,7 @@ def startup_errors(request, tmp_path_factory):
                                  extra)
 
 
-# n-gram fields under LongcatFlashForCausalLM: vLLM's own class serves them (test_variants.py), not a refusal
-HANDED_BACK = ("ngram_embeddings",)
-
-
-@pytest.mark.parametrize("kind", [k for k in STARTUP if k not in HANDED_BACK] + list(UNSPLITTABLE) + list(BAD_SWITCH))
+@pytest.mark.parametrize("kind", list(STARTUP) + list(UNSPLITTABLE) + list(BAD_SWITCH))
 def test_refused_at_start_with_one_clear_line(kind, startup_errors):
     errors, messages = startup_errors
     assert errors[kind] is not None, f"vLLM built its config for {kind}"

@@ -255,3 +255,32 @@ def test_router_hands_the_kernel_fresh_contiguous_routing_on_every_device(lc, mo
     fill = -1 if on_cpu else half if ep else 0
     assert torch.equal(ids, torch.where(real, routing.topk_ids, fill).to(torch.int32))
     assert torch.equal(weights, torch.where(real, routing.topk_weights, 0.0))
+
+
+def test_flash_lite_takes_piecewise_cuda_graphs_only():
+    """On CUDA our start-up check sets PIECEWISE graphs for Flash-Lite where the user chose none, refuses
+    a FULL mode (it would capture the n-gram embedding's per-step history reads), and leaves Flash alone."""
+    from types import SimpleNamespace
+
+    from vllm.config.compilation import CUDAGraphMode
+
+    from longcat_common.testing.tiny import hub_config
+    from longcat_vllm.startup_check import piecewise_graphs_for_lite
+
+    from .cuda_platform import as_cuda
+
+    lite, flash = (LongcatConfig.from_dict(hub_config(p, 1024)) for p in ("lite", "tiny"))
+
+    def mode_after(config, mode):
+        vllm_config = SimpleNamespace(compilation_config=SimpleNamespace(cudagraph_mode=mode))
+        piecewise_graphs_for_lite(vllm_config, config)
+        return vllm_config.compilation_config.cudagraph_mode
+
+    assert mode_after(lite, None) is None  # the CPU platform: untouched
+    with as_cuda():
+        assert mode_after(lite, None) == CUDAGraphMode.PIECEWISE
+        assert mode_after(lite, CUDAGraphMode.NONE) == CUDAGraphMode.NONE
+        assert mode_after(flash, None) is None
+        for full in (CUDAGraphMode.FULL, CUDAGraphMode.FULL_DECODE_ONLY, CUDAGraphMode.FULL_AND_PIECEWISE):
+            with pytest.raises(ValueError, match=f"cudagraph_mode {full.name} would capture Flash-Lite"):
+                mode_after(lite, full)

@@ -21,11 +21,12 @@ VLLM_DRAFT = "vllm.model_executor.models.longcat_flash_mtp:LongCatFlashMTP"
 WITH_PLUGIN = {
     "LongcatFlashForCausalLM": OURS,
     "LongcatCausalLM": OURS,
-    "LongcatFlashNgramForCausalLM": VLLM_NGRAM,
+    "LongcatFlashNgramForCausalLM": OURS,
     "LongCatFlashMTPModel": OUR_DRAFT,
     # vLLM's own classes kept for the variants we hand back (longcat_vllm/variants.py)
     "VllmBuiltinLongcatFlashForCausalLM": VLLM_FLASH,
     "VllmBuiltinLongcatCausalLM": None,
+    "VllmBuiltinLongcatFlashNgramForCausalLM": VLLM_NGRAM,
     "VllmBuiltinLongCatFlashMTPModel": VLLM_DRAFT,
 }
 WITHOUT_PLUGIN = {
@@ -35,6 +36,7 @@ WITHOUT_PLUGIN = {
     "LongCatFlashMTPModel": VLLM_DRAFT,
     "VllmBuiltinLongcatFlashForCausalLM": None,
     "VllmBuiltinLongcatCausalLM": None,
+    "VllmBuiltinLongcatFlashNgramForCausalLM": None,
     "VllmBuiltinLongCatFlashMTPModel": None,
 }
 READ = """

@@ -1,5 +1,6 @@
-"""LongCat variants we do not implement are served by vLLM's own class, exactly as without the plugin, or
-refused naming the fields where vLLM has no class for the name; ours serves the rest (longcat_vllm/variants.py).
+"""LongCat variants we do not implement (sparse indexer attention) are served by vLLM's own class, exactly as
+without the plugin, or refused naming the fields where vLLM has no class for the name; ours serves the rest,
+n-gram embeddings (Flash-Lite) included (longcat_vllm/variants.py).
 
 Every variant (none, n-gram embeddings, sparse indexer attention, both) under every LongCat architecture
 name, plus the MTP draft, runs through variants_run.py: vLLM's engine config in a front process, then the
@@ -18,14 +19,14 @@ from pathlib import Path
 import pytest
 
 from longcat_common.config import unsupported_features, unsupported_reason
-from longcat_common.testing.tiny import write_checkpoint
+from longcat_common.testing.tiny import PRESETS, write_checkpoint
 
 from .conftest import plugins_off_env
 
 ROOT = Path(__file__).parents[2]
 VARIANTS = {
     "none": {},
-    "ngram": {"ngram_vocab_size_ratio": 2, "emb_neighbor_num": 3, "emb_split_num": 2},
+    "ngram": {k: PRESETS["lite"][k] for k in ("ngram_vocab_size_ratio", "emb_neighbor_num", "emb_split_num")},
     "sparse": {"index_topk": 4},
 }
 VARIANTS["both"] = {**VARIANTS["ngram"], **VARIANTS["sparse"]}
@@ -38,17 +39,17 @@ REFUSED = "refused"
 # (architecture name, variant) -> the class that builds it with the plugin installed
 EXPECTED = {
     ("LongcatFlashForCausalLM", "none"): OURS,
-    ("LongcatFlashForCausalLM", "ngram"): VLLM_FLASH,
+    ("LongcatFlashForCausalLM", "ngram"): OURS,
     ("LongcatFlashForCausalLM", "sparse"): VLLM_FLASH,
     ("LongcatFlashForCausalLM", "both"): VLLM_FLASH,
     ("LongcatFlashForCausalLM", "oe+sparse"): VLLM_FLASH,
     ("LongcatCausalLM", "none"): OURS,
-    ("LongcatCausalLM", "ngram"): REFUSED,  # vLLM 0.32 has no class for the name
-    ("LongcatCausalLM", "sparse"): REFUSED,
+    ("LongcatCausalLM", "ngram"): OURS,
+    ("LongcatCausalLM", "sparse"): REFUSED,  # vLLM 0.32 has no class for the name
     ("LongcatCausalLM", "both"): REFUSED,
     ("LongcatCausalLM", "oe+sparse"): REFUSED,  # what Flash-Lite-Sparse and LongCat-2.0 ship
-    ("LongcatFlashNgramForCausalLM", "none"): VLLM_NGRAM,  # vLLM's own name: never ours
-    ("LongcatFlashNgramForCausalLM", "ngram"): VLLM_NGRAM,
+    ("LongcatFlashNgramForCausalLM", "none"): OURS,
+    ("LongcatFlashNgramForCausalLM", "ngram"): OURS,  # Flash-Lite
     ("LongcatFlashNgramForCausalLM", "sparse"): VLLM_NGRAM,
     ("LongcatFlashNgramForCausalLM", "both"): VLLM_NGRAM,
     ("LongcatFlashNgramForCausalLM", "oe+sparse"): VLLM_NGRAM,
@@ -81,7 +82,8 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("variants")
     spec = {}
     for (arch, variant) in EXPECTED:
-        path = write_checkpoint(root / "ckpt" / case_name(arch, variant), preset="tiny",
+        # the n-gram variant alone is ours: a Flash-Lite checkpoint (ours checks its tensors)
+        path = write_checkpoint(root / "ckpt" / case_name(arch, variant), preset="lite" if variant == "ngram" else "tiny",
                                 overrides={"architectures": [arch], **VARIANTS[variant]})
         spec[case_name(arch, variant)] = {"model": str(path)}
     for variant in EXPECTED_DRAFT:
@@ -129,7 +131,7 @@ def test_handed_back_exactly_as_without_the_plugin(runs, arch, variant):
 def test_one_log_line_per_hand_back(runs, arch, variant):
     _, _, logs = runs["plugin"]
     lines = [line for line in logs[case_name(arch, variant)].splitlines() if "not implemented here" in line]
-    if EXPECTED[(arch, variant)] == VLLM_FLASH and arch == "LongcatFlashForCausalLM":
+    if EXPECTED[(arch, variant)] in (VLLM_FLASH, VLLM_NGRAM):
         reason = unsupported_reason(VARIANTS[variant])
         want = f"longcat-flash-plugins: config has {reason}, not implemented here: served by vLLM's built-in {arch}"
         assert len(lines) == 1 and lines[0].endswith(want), lines

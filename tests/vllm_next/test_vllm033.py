@@ -25,10 +25,9 @@ INTENDED = {  # architecture -> the module:class vLLM 0.33 must build for it onc
     "LongcatFlashForCausalLM": "longcat_vllm.model:LongcatFlashForCausalLM",
     "LongcatCausalLM": "longcat_vllm.model:LongcatFlashForCausalLM",  # Thinking-2601
     "LongCatFlashMTPModel": "longcat_vllm.mtp:LongcatFlashMTP",  # the MTP draft
-    # Flash-Lite's n-gram embeddings: not ours, vLLM's own class stays registered
-    "LongcatFlashNgramForCausalLM": "vllm.model_executor.models.longcat_flash_ngram:LongcatFlashNgramForCausalLM",
+    "LongcatFlashNgramForCausalLM": "longcat_vllm.model:LongcatFlashForCausalLM",  # Flash-Lite (n-gram embeddings)
 }
-OUR_MODULES = ["model", "moe", "mtp", "metrics", "startup_check", "renderer", "parsers", "loading", "rope"]
+OUR_MODULES = ["model", "moe", "mtp", "metrics", "startup_check", "renderer", "parsers", "loading", "rope", "ngram"]
 # ModelRegistry.resolve_model_cls / inspect_model_cls read only model_impl from the model config for an
 # architecture that is registered (vllm/model_executor/models/registry.py in 0.33)
 AUTO_IMPL = SimpleNamespace(model_impl="auto")
