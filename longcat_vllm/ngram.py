@@ -41,6 +41,18 @@ class SlotTokens:
             self.table = grown
         self.table[slots] = tokens
 
+    def histories(self, metadata: MLACommonMetadata, positions: torch.Tensor, hist: int,
+                  block_size: int) -> torch.Tensor:
+        """[R, hist]: the tokens at the hist positions before each request's first position of this forward
+        (oldest first), read through its block table; BEFORE_START before the sequence start."""
+        num_reqs = metadata.num_reqs
+        start = positions[metadata.query_start_loc[:num_reqs].long()].long()
+        back = start[:, None] - torch.arange(hist, 0, -1, device=start.device)
+        blocks = torch.cat([m.block_table for m in (metadata.decode, metadata.prefill) if m is not None])
+        at = back.clamp(min=0)
+        slots = blocks[torch.arange(num_reqs, device=at.device)[:, None], at // block_size].long()
+        return torch.where(back >= 0, self.read(slots * block_size + at % block_size), BEFORE_START)
+
     def read(self, slots: torch.Tensor) -> torch.Tensor:
         size = self.table.numel()
         if size == 0:
@@ -103,17 +115,10 @@ class NgramEmbedding(nn.Module):
         if metadata is None:  # no KV cache: every row a sequence start
             return torch.cat([torch.full((input_ids.shape[0], hist), BEFORE_START, dtype=input_ids.dtype,
                                          device=input_ids.device), input_ids[:, None]], dim=1)
-        tokens, num_reqs = input_ids[:metadata.num_actual_tokens], metadata.num_reqs
-        qsl = metadata.query_start_loc[:num_reqs + 1].long()
-        start = positions[qsl[:-1]].long()  # each request's first position in this forward
-        back = start[:, None] - torch.arange(hist, 0, -1, device=start.device)  # oldest first
-        blocks = torch.cat([m.block_table for m in (metadata.decode, metadata.prefill) if m is not None])
-        at = back.clamp(min=0)
-        slots = blocks[torch.arange(num_reqs, device=at.device)[:, None], at // self.block_size].long()
-        history = torch.where(back >= 0, self.slot_tokens.read(slots * self.block_size + at % self.block_size),
-                              BEFORE_START)
+        tokens = input_ids[:metadata.num_actual_tokens]
+        out = windows(self.slot_tokens.histories(metadata, positions, hist, self.block_size), tokens,
+                      metadata.query_start_loc[:metadata.num_reqs + 1].long())
         self.slot_tokens.write(metadata.slot_mapping[:metadata.num_actual_tokens], tokens)
-        out = windows(history, tokens, qsl)
         padding = input_ids.shape[0] - tokens.shape[0]
         if padding:
             out = torch.cat([out, torch.full((padding, hist + 1), 0, dtype=out.dtype, device=out.device)])
