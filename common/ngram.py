@@ -196,6 +196,59 @@ def history_after(sequence_tail: list[int], n: int) -> list[int]:
     return [BEFORE_START] * (n - 1 - len(tail)) + tail
 
 
+def positions_before(first: torch.Tensor, history_len: int) -> torch.Tensor:
+    """[R, history_len]: the positions before each request's first position of a forward, oldest first
+    (negative before the sequence start)."""
+    return first[:, None].long() - torch.arange(history_len, 0, -1, device=first.device)
+
+
+class SlotTokens:
+    """An engine's n-gram history, kept like its KV cache: the token whose KV each KV-cache slot holds.
+
+    Every forward writes its tokens at the slots its KV goes to; a request's history is read back at the
+    slots of its earlier positions, so it follows whatever the engine does with those slots (chunks, shared
+    prefixes, recompute, speculative verification). BEFORE_START where nothing was written; the table grows
+    to the largest slot written (negative slots, an engine's padding, are skipped)."""
+
+    def __init__(self):
+        self.table = torch.empty(0, dtype=torch.int64)
+
+    def write(self, slots: torch.Tensor, tokens: torch.Tensor) -> None:
+        keep = slots >= 0
+        slots, tokens = slots[keep].long(), tokens[keep].long()
+        if slots.numel() == 0:
+            return
+        needed = int(slots.max()) + 1
+        if needed > self.table.numel():
+            grown = torch.full((max(needed, 2 * self.table.numel()),), BEFORE_START, dtype=torch.int64,
+                               device=slots.device)
+            grown[: self.table.numel()] = self.table.to(slots.device)
+            self.table = grown
+        self.table[slots] = tokens
+
+    def read(self, slots: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The tokens at ``slots`` (any shape), BEFORE_START where ``positions`` (same shape) is negative."""
+        size = self.table.numel()
+        if size == 0:
+            return torch.full_like(slots, BEFORE_START, dtype=torch.int64)
+        inside = (positions >= 0) & (slots >= 0) & (slots < size)
+        return torch.where(inside, self.table.to(slots.device)[slots.long().clamp(0, size - 1)], BEFORE_START)
+
+
+def load_table_shard(shard: torch.Tensor, table: torch.Tensor, e: int, spec: NgramSpec, start: int, end: int) -> None:
+    """Checkpoint table e into ``shard``, this rank's rows [start, end) of the concatenated tables."""
+    lo, hi = spec.table_offsets()[e:e + 2]
+    first, last = max(lo, start), min(hi, end)
+    if first < last:
+        shard[first - start:last - start].copy_(table[first - lo:last - lo])
+
+
+def load_projection(projection: torch.Tensor, tensor: torch.Tensor, e: int) -> None:
+    """Checkpoint projection e [H, dim] into columns e*dim .. (e+1)*dim of the side-by-side projections."""
+    dim = tensor.shape[1]
+    projection[:, e * dim:(e + 1) * dim].copy_(tensor)
+
+
 class NgramLookup:
     """The n-gram part of the embedding for one rank: rows of the concatenated tables -> summed projections.
 

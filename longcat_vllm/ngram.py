@@ -19,46 +19,20 @@ from vllm.forward_context import get_forward_context, is_forward_context_availab
 from vllm.model_executor.layers.attention.mla_attention import MLACommonMetadata
 from vllm.model_executor.layers.vocab_parallel_embedding import VocabParallelEmbedding
 
-from longcat_common.ngram import BEFORE_START, NgramLookup, NgramSpec, windows
+from longcat_common.ngram import (BEFORE_START, NgramLookup, NgramSpec, SlotTokens, load_projection,
+                                  load_table_shard, positions_before, windows)
 
 
-class SlotTokens:
-    """The token id vLLM's KV cache holds at each slot (BEFORE_START where nothing was written)."""
-
-    def __init__(self):
-        self.table = torch.empty(0, dtype=torch.int64)
-
-    def write(self, slots: torch.Tensor, tokens: torch.Tensor) -> None:
-        keep = slots >= 0  # vLLM's PAD_SLOT_ID (-1): padding rows
-        slots, tokens = slots[keep].long(), tokens[keep].long()
-        if slots.numel() == 0:
-            return
-        needed = int(slots.max()) + 1
-        if needed > self.table.numel():
-            grown = torch.full((max(needed, 2 * self.table.numel()),), BEFORE_START, dtype=torch.int64,
-                               device=slots.device)
-            grown[: self.table.numel()] = self.table.to(slots.device)
-            self.table = grown
-        self.table[slots] = tokens
-
-    def histories(self, metadata: MLACommonMetadata, positions: torch.Tensor, hist: int,
-                  block_size: int) -> torch.Tensor:
-        """[R, hist]: the tokens at the hist positions before each request's first position of this forward
-        (oldest first), read through its block table; BEFORE_START before the sequence start."""
-        num_reqs = metadata.num_reqs
-        start = positions[metadata.query_start_loc[:num_reqs].long()].long()
-        back = start[:, None] - torch.arange(hist, 0, -1, device=start.device)
-        blocks = torch.cat([m.block_table for m in (metadata.decode, metadata.prefill) if m is not None])
-        at = back.clamp(min=0)
-        slots = blocks[torch.arange(num_reqs, device=at.device)[:, None], at // block_size].long()
-        return torch.where(back >= 0, self.read(slots * block_size + at % block_size), BEFORE_START)
-
-    def read(self, slots: torch.Tensor) -> torch.Tensor:
-        size = self.table.numel()
-        if size == 0:
-            return torch.full_like(slots, BEFORE_START, dtype=torch.int64)
-        inside = (slots >= 0) & (slots < size)
-        return torch.where(inside, self.table[slots.clamp(0, size - 1)], BEFORE_START)
+def histories(slot_tokens: SlotTokens, metadata: MLACommonMetadata, positions: torch.Tensor, hist: int,
+              block_size: int) -> torch.Tensor:
+    """[R, hist]: the tokens at the hist positions before each request's first position of this forward
+    (oldest first), read through its block table (decode requests first, then prefills, as vLLM orders them)."""
+    num_reqs = metadata.num_reqs
+    back = positions_before(positions[metadata.query_start_loc[:num_reqs].long()], hist)
+    blocks = torch.cat([m.block_table for m in (metadata.decode, metadata.prefill) if m is not None])
+    at = back.clamp(min=0)
+    slots = blocks[torch.arange(num_reqs, device=at.device)[:, None], at // block_size].long()
+    return slot_tokens.read(slots * block_size + at % block_size, back)
 
 
 def mla_metadata() -> MLACommonMetadata | None:
@@ -86,21 +60,13 @@ class NgramEmbedding(nn.Module):
         self.tables = VocabParallelEmbedding(spec.table_offsets()[-1], dim, prefix=f"{prefix}.tables")
         self.tables.weight.weight_loader = self._load_table
         self.projection = nn.Parameter(torch.empty(hidden_size, spec.num_tables * dim), requires_grad=False)
-        self.projection.weight_loader = self._load_projection
+        self.projection.weight_loader = lambda param, tensor, e: load_projection(param.data, tensor, e)
         self.lookup = NgramLookup(spec)
         self.slot_tokens = SlotTokens()
 
     def _load_table(self, param: torch.Tensor, table: torch.Tensor, e: int) -> None:
-        """Checkpoint table e -> its rows of this rank's shard of the concatenated tables."""
-        lo, hi = self.spec.table_offsets()[e:e + 2]
         shard = self.tables.shard_indices
-        start, end = max(lo, shard.org_vocab_start_index), min(hi, shard.org_vocab_end_index)
-        if start < end:
-            param.data[start - shard.org_vocab_start_index:end - shard.org_vocab_start_index] = table[start - lo:end - lo]
-
-    def _load_projection(self, param: torch.Tensor, projection: torch.Tensor, e: int) -> None:
-        dim = projection.shape[1]
-        param.data[:, e * dim:(e + 1) * dim] = projection
+        load_table_shard(param.data, table, e, self.spec, shard.org_vocab_start_index, shard.org_vocab_end_index)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         metadata = mla_metadata()
@@ -116,7 +82,7 @@ class NgramEmbedding(nn.Module):
             return torch.cat([torch.full((input_ids.shape[0], hist), BEFORE_START, dtype=input_ids.dtype,
                                          device=input_ids.device), input_ids[:, None]], dim=1)
         tokens = input_ids[:metadata.num_actual_tokens]
-        out = windows(self.slot_tokens.histories(metadata, positions, hist, self.block_size), tokens,
+        out = windows(histories(self.slot_tokens, metadata, positions, hist, self.block_size), tokens,
                       metadata.query_start_loc[:metadata.num_reqs + 1].long())
         self.slot_tokens.write(metadata.slot_mapping[:metadata.num_actual_tokens], tokens)
         padding = input_ids.shape[0] - tokens.shape[0]

@@ -10,7 +10,8 @@ import torch
 
 from longcat_common.checkpoint import expected_tensors
 from longcat_common.config import LITE_ARCHITECTURE, LongcatConfig
-from longcat_common.ngram import BEFORE_START, NgramLookup, NgramSpec, history_after, windows
+from longcat_common.ngram import (BEFORE_START, NgramLookup, NgramSpec, SlotTokens, history_after, load_projection,
+                                  load_table_shard, positions_before, windows)
 from longcat_common.testing.tiny import hub_config, write_checkpoint
 from tests.common import reference_forward as ref
 
@@ -141,3 +142,27 @@ def test_config_spellings():
         NgramSpec.from_config({**lite, "emb_neighbor_num": 1})
     assert NgramSpec.from_config(base) is None
     assert NgramSpec.from_config({**lite, "text_vocab_size": 500}).hash_vocab == 500
+
+
+def test_slot_tokens_grow_skip_padding_and_read_before_start():
+    slots = SlotTokens()
+    assert slots.read(torch.tensor([3]), torch.tensor([0])).tolist() == [BEFORE_START]  # nothing written yet
+    slots.write(torch.tensor([5, -1, 2]), torch.tensor([50, 99, 20]))  # -1: an engine's padding row
+    slots.write(torch.tensor([40]), torch.tensor([400]))  # grows
+    got = slots.read(torch.tensor([[5, 2], [40, 7], [5, 1000]]), torch.tensor([[0, 1], [9, 3], [-1, 2]]))
+    assert got.tolist() == [[50, 20], [400, BEFORE_START], [BEFORE_START, BEFORE_START]]
+    assert positions_before(torch.tensor([0, 5]), 3).tolist() == [[-3, -2, -1], [2, 3, 4]]
+
+
+def test_table_shards_and_projections_load_into_their_rows_and_columns():
+    spec = NgramSpec(ratio=1, neighbors=3, splits=1, hash_vocab=10, eos_ids=(EOS,))  # tables of 11 and 13 rows
+    tables = [torch.arange(11.0)[:, None].repeat(1, 2), 100 + torch.arange(13.0)[:, None].repeat(1, 2)]
+    shards = [torch.zeros(12, 2), torch.zeros(12, 2)]  # two ranks: rows [0, 12) and [12, 24)
+    for rank, shard in enumerate(shards):
+        for e, table in enumerate(tables):
+            load_table_shard(shard, table, e, spec, 12 * rank, 12 * rank + 12)
+    assert torch.equal(torch.cat(shards), torch.cat(tables))
+    projection = torch.zeros(4, 4)
+    for e in range(2):
+        load_projection(projection, torch.full((4, 2), float(e + 1)), e)
+    assert projection[0].tolist() == [1, 1, 2, 2]

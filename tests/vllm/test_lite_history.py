@@ -12,8 +12,8 @@ import torch
 from vllm.model_executor.layers.attention.mla_attention import (
     MLACommonDecodeMetadata, MLACommonMetadata, MLACommonPrefillMetadata)
 
-from longcat_common.ngram import BEFORE_START, NgramSpec, windows
-from longcat_vllm.ngram import NgramEmbedding, SlotTokens
+from longcat_common.ngram import BEFORE_START, NgramSpec, SlotTokens, windows
+from longcat_vllm.ngram import NgramEmbedding
 
 BLOCK = 4
 EOS = 2
