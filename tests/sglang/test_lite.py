@@ -1,0 +1,124 @@
+"""LongCat-Flash-Lite (n-gram embeddings) served by our class on SGLang, CPU, fp32, against the engine-free
+reference (tests/common/reference_forward.py): both config spellings (``lite``: LongcatFlashNgramForCausalLM
+with ``ngram_*``; ``lite-oe``: LongcatCausalLM with ``oe_*``), one server each, started together.
+
+Every request's n-gram history must be right wherever SGLang splits or shares its tokens: prompts with EOS
+(which ends a history) mid-prompt and at a scored position, prefill in chunks of 16 tokens, a prefix read
+from the radix cache, concurrent requests, greedy decode (docs/lite.md). A model that dropped or mixed up
+the history would move the log-probs by nats (tests/common/test_ngram.py), not by 1e-3.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from longcat_common.testing.tiny import write_checkpoint
+from longcat_sglang.model import ACTIVE_MESSAGE
+from tests.common import reference_forward as ref
+from tests.sglang.parity import FP32_CLEAR_MARGIN, FP32_TOL
+from tests.sglang.server import any_model_servers
+
+EOS = 2
+CHUNK = 16  # --chunked-prefill-size: prompts past it are prefilled in pieces
+NEW_TOKENS = 6
+PRESETS = ("lite", "lite-oe")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    return {p: write_checkpoint(tmp_path_factory.mktemp(p), p, seed=0) for p in PRESETS}
+
+
+@pytest.fixture(scope="module")
+def servers(checkpoints, tmp_path_factory):
+    args = ["--dtype", "float32", "--chunked-prefill-size", str(CHUNK)]
+    logs = tmp_path_factory.mktemp("sglang-lite")
+    with any_model_servers([(checkpoints[p], logs / f"{p}.log", args, None) for p in PRESETS]) as started:
+        for preset, server in zip(PRESETS, started):
+            assert ACTIVE_MESSAGE in server.log(), f"{preset}: SGLang did not build longcat_sglang's class"
+        yield dict(zip(PRESETS, started))
+
+
+@pytest.fixture(scope="module")
+def references(checkpoints):
+    return {p: ref.load_checkpoint(checkpoints[p]) for p in PRESETS}
+
+
+def prompts(vocab: int) -> list[list[int]]:
+    """EOS mid-prompt (twice in a row too) and at scored positions; one prompt over two chunks long."""
+    g = torch.Generator().manual_seed(0)
+    rand = [int(t) for t in torch.randint(3, vocab, (40,), generator=g)]
+    return [[5, 9, EOS, 700, 12, 33, EOS, EOS, 4, 88, 91, EOS, 17],
+            rand[:CHUNK * 2 + 5] + [EOS, 7, 8, 9],
+            [EOS, 300, 301, 302, EOS, 300, 301, 302, 303]]
+
+
+def reference_logprobs(reference, ids: list[int]) -> list[float]:
+    """Teacher-forced log-prob of ids[1:]."""
+    lp = ref.forward(*reference, ids).log_softmax(-1)
+    return [float(lp[t - 1, ids[t]]) for t in range(1, len(ids))]
+
+
+def reference_greedy(reference, ids: list[int], new_tokens: int) -> tuple[list[int], list[float]]:
+    """(greedy tokens, top-1 minus top-2 logit at each step)."""
+    seq, margins = list(ids), []
+    for _ in range(new_tokens):
+        top = ref.forward(*reference, seq)[-1].topk(2)
+        margins.append(float(top.values[0] - top.values[1]))
+        seq.append(int(top.indices[0]))
+    return seq[len(ids):], margins
+
+
+def served_logprobs(server, ids: list[int], start: int = 0) -> list[float]:
+    return [lp for lp, _token, _text in server.generate(ids, logprob_start_len=start)["meta_info"]["input_token_logprobs"]
+            if lp is not None]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_prompt_logprobs_equal_the_reference(servers, references, preset):
+    server, reference = servers[preset], references[preset]
+    worst = 0.0
+    for ids in prompts(reference[0].vocab_size):
+        got, want = served_logprobs(server, ids), reference_logprobs(reference, ids)
+        assert len(got) == len(want)
+        worst = max(worst, max(abs(a - b) for a, b in zip(got, want)))
+    print(f"{preset}: prompt log-probs, fp32 server vs reference: max |d| {worst:.2e}")
+    assert worst <= FP32_TOL
+
+
+def test_extend_after_a_cached_prefix(servers, references):
+    """The second request reads its first 20 tokens' KV from the radix cache: the histories of its new
+    tokens come from slots the first request's forward wrote. (SGLang scores from the token after
+    ``logprob_start_len``.)"""
+    server, reference = servers["lite"], references["lite"]
+    first = prompts(reference[0].vocab_size)[1]
+    prefix, ids = first[:20], first[:20] + [EOS, 600, 601, 602, 603, 604]
+    server.generate(first)
+    meta = server.generate(ids, logprob_start_len=len(prefix))["meta_info"]
+    got = [lp for lp, _token, _text in meta["input_token_logprobs"] if lp is not None]
+    want = reference_logprobs(reference, ids)[-len(got):]
+    worst = max(abs(a - b) for a, b in zip(got, want))
+    print(f"extend after {meta['cached_tokens']} cached tokens: {len(got)} scored, max |d| {worst:.2e}")
+    assert meta["cached_tokens"] >= len(prefix) - 1 and len(got) == len(ids) - len(prefix) - 1
+    assert worst <= FP32_TOL
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_greedy_decode_and_concurrent_requests(servers, references, preset):
+    """Greedy continuations, one by one, then all prompts (and repeats) at once: each decode step's history
+    is its own request's."""
+    server, reference = servers[preset], references[preset]
+    batch = prompts(reference[0].vocab_size)
+    one_by_one = [server.new_ids(ids, NEW_TOKENS) for ids in batch]
+    compared = 0
+    for ids, got in zip(batch, one_by_one):
+        want, margins = reference_greedy(reference, ids, NEW_TOKENS)
+        clear = next((i for i, m in enumerate(margins) if m < FP32_CLEAR_MARGIN), NEW_TOKENS)
+        assert got[:clear] == want[:clear], (ids, got, want, margins)
+        compared += clear
+    assert compared >= NEW_TOKENS * len(batch) // 2
+    requests = [batch[i % len(batch)] for i in range(9)]
+    with ThreadPoolExecutor(len(requests)) as pool:
+        together = list(pool.map(lambda ids: server.new_ids(ids, NEW_TOKENS), requests))
+    assert together == [one_by_one[i % len(batch)] for i in range(len(requests))]
