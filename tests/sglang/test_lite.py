@@ -1,6 +1,9 @@
 """LongCat-Flash-Lite (n-gram embeddings) served by our class on SGLang, CPU, fp32, against the engine-free
 reference (tests/common/reference_forward.py): both config spellings (``lite``: LongcatFlashNgramForCausalLM
-with ``ngram_*``; ``lite-oe``: LongcatCausalLM with ``oe_*``), one server each, started together.
+with ``ngram_*``; ``lite-oe``: LongcatCausalLM with ``oe_*``), one server each, started together. The
+``lite`` server decodes with NEXTN (our MTP draft, LongCat's flags), so its greedy tokens, equal to the
+reference's, are also NEXTN = no NEXTN, and its target verify forwards read the histories too; ``lite-oe``
+decodes plainly.
 
 Every request's n-gram history must be right wherever SGLang splits or shares its tokens: prompts with EOS
 (which ends a history) mid-prompt and at a scored position, prefill in chunks of 16 tokens, a prefix read
@@ -16,12 +19,13 @@ import torch
 from longcat_common.testing.tiny import write_checkpoint
 from longcat_sglang.model import ACTIVE_MESSAGE
 from tests.common import reference_forward as ref
+from tests.sglang.mtp_checks import DRAFT_ACTIVE, nextn_args
 from tests.sglang.parity import FP32_CLEAR_MARGIN, FP32_TOL
 from tests.sglang.server import any_model_servers
 
 EOS = 2
 CHUNK = 16  # --chunked-prefill-size: prompts past it are prefilled in pieces
-NEW_TOKENS = 6
+NEW_TOKENS = 5
 PRESETS = ("lite", "lite-oe")
 
 
@@ -32,11 +36,13 @@ def checkpoints(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def servers(checkpoints, tmp_path_factory):
-    args = ["--dtype", "float32", "--chunked-prefill-size", str(CHUNK)]
+    args = {"lite": nextn_args(checkpoints["lite"]), "lite-oe": ["--dtype", "float32"]}
     logs = tmp_path_factory.mktemp("sglang-lite")
-    with any_model_servers([(checkpoints[p], logs / f"{p}.log", args, None) for p in PRESETS]) as started:
+    with any_model_servers([(checkpoints[p], logs / f"{p}.log", [*args[p], "--chunked-prefill-size", str(CHUNK)],
+                             None) for p in PRESETS]) as started:
         for preset, server in zip(PRESETS, started):
             assert ACTIVE_MESSAGE in server.log(), f"{preset}: SGLang did not build longcat_sglang's class"
+        assert DRAFT_ACTIVE in started[0].log(), "SGLang did not build longcat_sglang's NEXTN draft"
         yield dict(zip(PRESETS, started))
 
 
@@ -106,11 +112,14 @@ def test_extend_after_a_cached_prefix(servers, references):
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_greedy_decode_and_concurrent_requests(servers, references, preset):
-    """Greedy continuations, one by one, then all prompts (and repeats) at once: each decode step's history
-    is its own request's."""
+    """Greedy continuations, one by one, then all prompts (and repeats) at once: each decode (``lite``:
+    verify) step's history is its own request's."""
     server, reference = servers[preset], references[preset]
     batch = prompts(reference[0].vocab_size)
-    one_by_one = [server.new_ids(ids, NEW_TOKENS) for ids in batch]
+    served = [server.generate(ids, NEW_TOKENS, ignore_eos=True) for ids in batch]
+    one_by_one = [out["output_ids"] for out in served]
+    if preset == "lite":
+        assert all(out["meta_info"]["spec_verify_ct"] > 0 for out in served)
     compared = 0
     for ids, got in zip(batch, one_by_one):
         want, margins = reference_greedy(reference, ids, NEW_TOKENS)
@@ -118,7 +127,7 @@ def test_greedy_decode_and_concurrent_requests(servers, references, preset):
         assert got[:clear] == want[:clear], (ids, got, want, margins)
         compared += clear
     assert compared >= NEW_TOKENS * len(batch) // 2
-    requests = [batch[i % len(batch)] for i in range(9)]
+    requests = [batch[i % len(batch)] for i in range(2 * len(batch))]
     with ThreadPoolExecutor(len(requests)) as pool:
         together = list(pool.map(lambda ids: server.new_ids(ids, NEW_TOKENS), requests))
     assert together == [one_by_one[i % len(batch)] for i in range(len(requests))]
