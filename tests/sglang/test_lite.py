@@ -3,7 +3,7 @@ reference (tests/common/reference_forward.py): both config spellings (``lite``: 
 with ``ngram_*``; ``lite-oe``: LongcatCausalLM with ``oe_*``), one server each, started together. The
 ``lite`` server decodes with NEXTN (our MTP draft, LongCat's flags), so its greedy tokens, equal to the
 reference's, are also NEXTN = no NEXTN, and its target verify forwards read the histories too; ``lite-oe``
-decodes plainly.
+decodes plainly at TP=2 (the concatenated tables split by rows, the split inside a table).
 
 Every request's n-gram history must be right wherever SGLang splits or shares its tokens: prompts with EOS
 (which ends a history) mid-prompt and at a scored position, prefill in chunks of 16 tokens, a prefix read
@@ -36,7 +36,7 @@ def checkpoints(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def servers(checkpoints, tmp_path_factory):
-    args = {"lite": nextn_args(checkpoints["lite"]), "lite-oe": ["--dtype", "float32"]}
+    args = {"lite": nextn_args(checkpoints["lite"]), "lite-oe": ["--dtype", "float32", "--tp", "2"]}
     logs = tmp_path_factory.mktemp("sglang-lite")
     with any_model_servers([(checkpoints[p], logs / f"{p}.log", [*args[p], "--chunked-prefill-size", str(CHUNK)],
                              None) for p in PRESETS]) as started:
