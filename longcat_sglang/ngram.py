@@ -35,14 +35,20 @@ def check_serving_options() -> None:
 
 
 def tokens_per_request(forward_batch: ForwardBatch) -> torch.Tensor:
-    """[R]: how many of ``input_ids`` belong to each request, in order."""
-    mode, bs = forward_batch.forward_mode, forward_batch.batch_size
+    """[R]: how many of ``input_ids`` belong to each request, in order (no host sync: CUDA graphs)."""
+    mode, bs, num_tokens = forward_batch.forward_mode, forward_batch.batch_size, forward_batch.input_ids.shape[0]
     if mode.is_decode() or mode.is_target_verify():  # a token each, or a chain of draft tokens each
-        return torch.full((bs,), forward_batch.input_ids.shape[0] // bs, device=forward_batch.input_ids.device)
-    if forward_batch.extend_seq_lens is None:
+        counts, total = torch.full((bs,), num_tokens // bs, device=forward_batch.input_ids.device), num_tokens
+    elif forward_batch.extend_seq_lens is not None:
+        counts, total = forward_batch.extend_seq_lens, forward_batch.extend_num_tokens
+    else:
         raise ValueError(f"longcat-flash-plugins: n-gram embedding: forward mode {mode.name} has no per-request "
                          "token counts")
-    return forward_batch.extend_seq_lens
+    if total != num_tokens or forward_batch.out_cache_loc.shape[0] != num_tokens:
+        raise ValueError(f"longcat-flash-plugins: n-gram embedding: {num_tokens} input tokens, {total} counted "
+                         f"over the requests, {forward_batch.out_cache_loc.shape[0]} KV slots (padded batches "
+                         "are not supported)")
+    return counts.long()
 
 
 class LongcatNgramEmbedding(nn.Module):
@@ -96,11 +102,7 @@ class LongcatNgramEmbedding(nn.Module):
         """[T, n]: each token's window, from the slots of its request's earlier positions; then this
         forward's tokens go into their slots."""
         table = self.slot_table(input_ids.device)
-        counts = tokens_per_request(forward_batch).long()
-        if int(counts.sum()) != input_ids.shape[0] or forward_batch.out_cache_loc.shape[0] != input_ids.shape[0]:
-            raise ValueError(f"longcat-flash-plugins: n-gram embedding: {input_ids.shape[0]} input tokens, "
-                             f"{int(counts.sum())} counted over the requests, {forward_batch.out_cache_loc.shape[0]} "
-                             "KV slots (padded batches are not supported)")
+        counts = tokens_per_request(forward_batch)
         starts = torch.cumsum(counts, 0) - counts
         first = forward_batch.positions[starts].long()  # [R] position of each request's first new token
         back = first[:, None] - torch.arange(self.spec.history_len, 0, -1, device=first.device)  # oldest first
