@@ -12,6 +12,7 @@ the history would move the log-probs by nats (tests/common/test_ngram.py), not b
 """
 
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -131,3 +132,25 @@ def test_greedy_decode_and_concurrent_requests(servers, references, preset):
     with ThreadPoolExecutor(len(requests)) as pool:
         together = list(pool.map(lambda ids: server.new_ids(ids, NEW_TOKENS), requests))
     assert together == [one_by_one[i % len(batch)] for i in range(len(requests))]
+
+
+def test_draft_trees_are_refused(monkeypatch):
+    from longcat_sglang import ngram
+
+    monkeypatch.setattr(ngram, "get_spec", lambda: SimpleNamespace(speculative_algorithm="EAGLE",
+                                                                  speculative_eagle_topk=4))
+    with pytest.raises(ValueError, match="use --speculative-eagle-topk 1 \\(got 4"):
+        ngram.check_serving_options()
+
+
+def test_sglangs_token_table_is_off_for_our_classes_only():
+    from longcat_sglang.model import LongcatFlashForCausalLM
+    from longcat_sglang.ngram import sglangs_token_table_off
+
+    def from_model(cls, *, model, model_config, **kwargs):
+        return model_config.use_ngram_embedding, model_config.ngram_embedding_n
+    config = SimpleNamespace(use_ngram_embedding=True, ngram_embedding_n=4)
+    ours = LongcatFlashForCausalLM.__new__(LongcatFlashForCausalLM)
+    assert sglangs_token_table_off(from_model, None, model=ours, model_config=config) == (False, 0)
+    assert sglangs_token_table_off(from_model, None, model=torch.nn.Linear(1, 1), model_config=config) == (True, 4)
+    assert config.use_ngram_embedding  # SGLang's own config object is left alone
