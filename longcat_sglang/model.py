@@ -164,7 +164,7 @@ class LongcatFlashModel(nn.Module):
     def __init__(self, config: LongcatConfig, quant_config, on_cuda: bool, prefix: str):
         super().__init__()
         self.embed_tokens = dp_local_embedding(config, prefix=add_prefix("embed_tokens", prefix))
-        self.ngram_embeddings = LongcatNgramEmbedding(config, prefix=add_prefix("ngram_embeddings", prefix)) \
+        self.ngram_embedding = LongcatNgramEmbedding(config, prefix=add_prefix("ngram_embedding", prefix)) \
             if config.ngram else None
         self.layers = nn.ModuleList(
             LongcatDecoderLayer(config, i, quant_config, on_cuda, prefix=add_prefix(f"layers.{i}", prefix))
@@ -173,8 +173,8 @@ class LongcatFlashModel(nn.Module):
 
     def forward(self, input_ids, positions, forward_batch: ForwardBatch, input_embeds=None) -> torch.Tensor:
         hidden = self.embed_tokens(input_ids) if input_embeds is None else input_embeds
-        if self.ngram_embeddings is not None:
-            hidden = self.ngram_embeddings(input_ids, hidden, forward_batch)
+        if self.ngram_embedding is not None:
+            hidden = self.ngram_embedding(input_ids, hidden, forward_batch)
         residual = None
         for layer in self.layers:
             hidden, residual = layer(positions, hidden, residual, forward_batch)
@@ -238,10 +238,7 @@ class LongcatFlashForCausalLM(LongcatCausalLMBase):
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]):
         params = dict(self.named_parameters())
         targets = checkpoint_targets(self.lc, weights, self.dequantize_fp8, padded=self.layer_sizes)
-        ngram = self.model.ngram_embeddings.checkpoint_targets("model") if self.lc.ngram else {}
         for target, tensor in fuse_qkv_a(self.lc, targets):
-            if target.param in ngram:  # a table or projection: into its rows / columns of the joint one
-                target = ParamTarget(*ngram[target.param])
             load_target(params, target, tensor)
         dtype = self.model.embed_tokens.weight.dtype
         for layer in self.model.layers:

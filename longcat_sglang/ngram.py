@@ -23,9 +23,6 @@ from sglang.srt.model_executor.forward_context import get_req_to_token_pool, get
 from sglang.srt.runtime_context import get_spec
 from sglang.srt.utils import add_prefix
 
-TABLES, PROJECTION = "ngram_embeddings.tables.weight", "ngram_embeddings.projection"
-
-
 def check_serving_options() -> None:
     """The options the per-slot history cannot follow, refused at build."""
     if get_spec().speculative_algorithm and (get_spec().speculative_eagle_topk or 1) > 1:
@@ -53,7 +50,8 @@ def tokens_per_request(forward_batch: ForwardBatch) -> torch.Tensor:
 
 class LongcatNgramEmbedding(nn.Module):
     """The tables concatenated as one vocabulary-parallel embedding (rows ``table_offsets()[-1]``, split over
-    the ranks like the token embedding), the projections side by side [H, num_tables * dim] on every rank."""
+    the ranks like the token embedding), the projections side by side [H, num_tables * dim] on every rank.
+    Built as the model's ``ngram_embedding``: checkpoint.NGRAM_TABLES / NGRAM_PROJECTION, shard id = table."""
 
     def __init__(self, config: LongcatConfig, prefix: str):
         super().__init__()
@@ -68,14 +66,6 @@ class LongcatNgramEmbedding(nn.Module):
         self.projection.weight_loader = self.load_projection
         self.lookup = NgramLookup(spec)
         self.token_at_slot: torch.Tensor | None = None  # [KV slots]: the token each slot holds the KV of
-
-    def checkpoint_targets(self, prefix: str) -> dict[str, tuple[str, int]]:
-        """Checkpoint name -> (this module's parameter, table number), for the model's loader."""
-        out = {}
-        for e in range(self.spec.num_tables):
-            out[self.spec.table_name(e)] = (add_prefix(TABLES, prefix), e)
-            out[self.spec.projection_name(e)] = (add_prefix(PROJECTION, prefix), e)
-        return out
 
     def load_table(self, param: nn.Parameter, tensor: torch.Tensor, e: int) -> None:
         """Table e into its rows of this rank's shard of the concatenated tables."""
