@@ -16,9 +16,11 @@ from longcat_common.checkpoint import ParamTarget
 from longcat_common.config import LongcatConfig
 from longcat_common.layer import ShortcutLayerSteps, shortcut_layer_forward
 from longcat_common.loading import check_fused_qkv_a_blocks, checkpoint_targets, fuse_qkv_a
+from longcat_common.ngram import FIELDS as NGRAM_FIELDS
 from longcat_sglang.attention import LongcatMLA, check_attention_backends
 from longcat_sglang.dp_gather import over_all_dp_ranks
 from longcat_sglang.moe import LongcatMoE
+from longcat_sglang.ngram import LongcatNgramEmbedding
 from sglang.srt.eplb.expert_location import ModelConfigForExpertLocation
 from sglang.srt.layers.activation import SiluAndMul
 from sglang.srt.layers.dp_attention import is_dp_attention_enabled
@@ -49,10 +51,21 @@ def longcat_config(hf_config) -> LongcatConfig:
     SGLang's padding; SGLang says num_hidden_layers for num_layers). The checkpoint is checked against it."""
     raw = hf_config.to_dict()
     raw.setdefault("num_layers", hf_config.num_hidden_layers)
+    if raw.get("use_ngram_embedding"):  # SGLang's config object drops the ngram_* spelling's fields
+        raw.update(ngram_fields(hf_config.name_or_path))
     for name, sglang_name in SGLANG_PADDED.items():
         if raw.get(f"original_{sglang_name}") is not None:
             raw[name] = raw[f"original_{sglang_name}"]
     return LongcatConfig.from_dict(raw)
+
+
+def ngram_fields(model_path: str) -> dict:
+    """The ``ngram_*`` spelling's fields of the checkpoint's config.json (SGLang's LongcatFlashConfig keeps
+    only ``int(ratio * vocab_size)`` of them)."""
+    from transformers import PretrainedConfig
+
+    raw, _ = PretrainedConfig.get_config_dict(model_path)
+    return {name: raw[name] for name in NGRAM_FIELDS["ngram"] if name in raw}
 
 
 def layer_config(hf_config, checkpoint: LongcatConfig) -> LongcatConfig:
@@ -151,6 +164,8 @@ class LongcatFlashModel(nn.Module):
     def __init__(self, config: LongcatConfig, quant_config, on_cuda: bool, prefix: str):
         super().__init__()
         self.embed_tokens = dp_local_embedding(config, prefix=add_prefix("embed_tokens", prefix))
+        self.ngram_embedding = LongcatNgramEmbedding(config, prefix=add_prefix("ngram_embedding", prefix)) \
+            if config.ngram else None
         self.layers = nn.ModuleList(
             LongcatDecoderLayer(config, i, quant_config, on_cuda, prefix=add_prefix(f"layers.{i}", prefix))
             for i in range(config.num_layers))
@@ -158,6 +173,8 @@ class LongcatFlashModel(nn.Module):
 
     def forward(self, input_ids, positions, forward_batch: ForwardBatch, input_embeds=None) -> torch.Tensor:
         hidden = self.embed_tokens(input_ids) if input_embeds is None else input_embeds
+        if self.ngram_embedding is not None:
+            hidden = self.ngram_embedding(input_ids, hidden, forward_batch)
         residual = None
         for layer in self.layers:
             hidden, residual = layer(positions, hidden, residual, forward_batch)

@@ -80,7 +80,7 @@ def register() -> None:
     """Runs once per SGLang process; logs nothing unless the installed SGLang is outside compat.SUPPORTED."""
     from sglang.srt.plugins.hook_registry import HookRegistry, HookType
 
-    from longcat_sglang import dp_cpu, metrics, spec_cpu
+    from longcat_sglang import dp_cpu, metrics, ngram, spec_cpu
     from longcat_sglang.request_guard import check_chat_roles, check_model_name, check_n, check_request
 
     srt, tree = "sglang.srt.", "sglang.kernels.ops.speculative.spec_tree."
@@ -109,6 +109,9 @@ def register() -> None:
          spec_cpu.torch_native_target_verify, HookType.AROUND),
         (tree + "build_tree_kernel_efficient_func", spec_cpu.triton_tree_on_cpu, HookType.AROUND),
         (tree + "verify_tree_greedy_func", spec_cpu.triton_verify_on_cpu, HookType.AROUND),
+        # Flash-Lite: SGLang's n-gram token table (a CUDA kernel run by the scheduler) off for our classes
+        (srt + "model_executor.model_runner_components.ngram_embedding_manager.NgramEmbeddingManager.from_model",
+         ngram.sglangs_token_table_off, HookType.AROUND),
         # the class per config: ours, or SGLang's own for the variants we do not implement (serving.py)
         (srt + "model_loader.utils.get_model_architecture", serving.builtin_for_unsupported, HookType.AFTER),
     ]

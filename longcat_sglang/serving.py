@@ -6,8 +6,9 @@ here first and changes nothing unless our class serves the model (docs/sglang.md
 SGLang loads all three LongCat architecture names with its ``longcat_flash`` config and builds its one
 ``LongcatFlashForCausalLM`` (``LongcatFlashForCausalLMNextN`` for the NEXTN draft), which switches on
 config fields (n-gram embeddings, sparse indexer attention). Our classes implement Flash-Chat / -Thinking
-/ Thinking-2601 only, so SGLang's model resolution (``get_model_architecture``) is given back SGLang's
-own class, captured before we register ours, for any config with such a field.
+/ Thinking-2601 and Flash-Lite (n-gram embeddings, both spellings: longcat_sglang/ngram.py), not sparse
+attention, so SGLang's model resolution (``get_model_architecture``) is given back SGLang's own class,
+captured before we register ours, for a config with ``index_topk``.
 """
 
 import logging

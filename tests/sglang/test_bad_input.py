@@ -4,8 +4,7 @@ Problems that need no tensor values stop ``launch_server`` before it starts any 
 ``prepare_server_args`` hook): one of them runs as a whole server start, the others share one process that
 runs the hooked ``prepare_server_args`` for each (server_args_run.py). A NaN / Inf weight stops the
 scheduler while it loads. Heads that do not divide the TP size are no error on the CPU: SGLang pads them
-(test_padded_sizes.py). Flash-Lite's n-gram fields are no error of ours either: SGLang's own class serves that
-config (test_resolution.py), so the plugin checks nothing there.
+(test_padded_sizes.py).
 """
 
 import pytest
@@ -23,19 +22,11 @@ def startup_errors(request, tmp_path_factory):
                                  BAD_SWITCH)
 
 
-HANDED_BACK = ("ngram_embeddings",)  # a variant SGLang's built-in class serves (longcat_sglang/serving.py)
-
-
-@pytest.mark.parametrize("kind", [k for k in STARTUP if k not in HANDED_BACK] + list(BAD_SWITCH))
+@pytest.mark.parametrize("kind", list(STARTUP) + list(BAD_SWITCH))
 def test_refused_at_start_with_one_clear_line(kind, startup_errors):
     errors, messages = startup_errors
     assert errors[kind] is not None and "\n" not in errors[kind], errors[kind]
     assert errors[kind].startswith("ValueError: ") and messages[kind] in errors[kind], errors[kind]
-
-
-@pytest.mark.parametrize("kind", HANDED_BACK)
-def test_variants_of_sglangs_own_class_are_not_checked_by_the_plugin(kind, startup_errors):
-    assert startup_errors[0][kind] is None
 
 
 @pytest.mark.parametrize("kind", STARTED + AT_LOAD)

@@ -50,8 +50,10 @@ def test_enable_ep_moe_means_ep_size_tp_for_longcat_only(tiny_ckpt, tmp_path):
     # another model, a LongCat variant SGLang's own class serves: SGLang's own answer (unknown argument)
     assert rewrite(["--tp", "8", "--enable-ep-moe"], str(write_llama(tmp_path / "llama"))) == \
         ["--tp", "8", "--enable-ep-moe"]
-    lite = write_checkpoint(tmp_path / "lite", overrides={"oe_vocab_size_ratio": 2})
-    assert rewrite(["--tp", "8", "--enable-ep-moe"], str(lite)) == ["--tp", "8", "--enable-ep-moe"]
+    sparse = write_checkpoint(tmp_path / "sparse", overrides={"index_topk": 16})
+    assert rewrite(["--tp", "8", "--enable-ep-moe"], str(sparse)) == ["--tp", "8", "--enable-ep-moe"]
+    lite = write_checkpoint(tmp_path / "lite", preset="lite")  # n-gram embeddings: ours
+    assert rewrite(["--tp", "8", "--enable-ep-moe"], str(lite)) == ["--tp", "8", "--ep-size", "8"]
 
 
 def test_pynccl_is_turned_off_on_gloo_groups_only():

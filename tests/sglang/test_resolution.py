@@ -2,11 +2,11 @@
 process, as a server loads the plugins). A literal table, so an SGLang release that moves LongCat elsewhere,
 or a config field that changes hands, fails here naming the class.
 
-Our classes serve Flash-Chat / -Thinking / Thinking-2601; a config with n-gram embeddings (either spelling)
-or sparse indexer attention goes to SGLang's own classes, under every architecture name SGLang takes as
-LongCat. SGLang's own class cannot be built on CPU for any of them (docs/sglang.md): the build column
-records SGLang's error, which proves its class, not a refusal of ours, is what runs. One Flash-Lite server
-start checks the same through the whole start-up path.
+Our classes serve Flash-Chat / -Thinking / Thinking-2601 and Flash-Lite (n-gram embeddings, either
+spelling); a config with sparse indexer attention goes to SGLang's own classes, under every architecture
+name SGLang takes as LongCat. SGLang's own class cannot be built on CPU for it (docs/sglang.md): the build
+column records SGLang's error, which proves its class, not a refusal of ours, is what runs. Flash-Lite
+servers come up with our class in test_lite.py.
 """
 
 import json
@@ -19,7 +19,6 @@ import pytest
 
 from longcat_common import __version__
 from longcat_common.testing.tiny import write_checkpoint
-from tests.sglang.server import launch_expecting_failure
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("LongcatFlashForCausalLM", "LongcatCausalLM", "LongcatFlashNgramForCausalLM")
@@ -35,8 +34,6 @@ VARIANTS = {  # config fields -> the variant that declares them (LONGCAT_SPEC.md
 OURS = ("longcat_sglang.model:LongcatFlashForCausalLM", "longcat_sglang.mtp:LongcatFlashForCausalLMNextN")
 SGLANGS = ("sglang.srt.models.longcat_flash:LongcatFlashForCausalLM",
            "sglang.srt.models.longcat_flash_nextn:LongcatFlashForCausalLMNextN")
-NGRAM = "use_ngram_embedding (n-gram embeddings (LongCat-Flash-Lite))"
-OE = "oe_vocab_size_ratio, use_ngram_embedding (n-gram embeddings (LongCat-Flash-Lite))"
 SPARSE = "index_topk (sparse (indexer) attention)"
 NO_GPU = "RuntimeError: Found no NVIDIA driver on your system. Please check that you have an NVIDIA GPU and installed " \
          "a driver from http://www.nvidia.com/Download/index.aspx"
@@ -44,10 +41,10 @@ NO_ROPE_PARAMETERS = "TypeError: argument of type 'NoneType' is not iterable"
 # variant -> (target class, draft class, why handed back or None, building the target on CPU), any name
 EXPECTED = {
     "chat": (*OURS, None, "built"),
-    "ngram": (*SGLANGS, NGRAM, NO_GPU),  # NgramEmbedding allocates on "cuda"
-    "oe": (*SGLANGS, OE, NO_GPU),
+    "ngram": (*OURS, None, "built"),
+    "oe": (*OURS, None, "built"),
     "sparse": (*SGLANGS, SPARSE, NO_ROPE_PARAMETERS),  # rope_parameters is None under transformers 5.19
-    "oe+sparse": (*SGLANGS, f"{OE}; {SPARSE}", NO_GPU),
+    "oe+sparse": (*SGLANGS, SPARSE, NO_GPU),  # SGLang's NgramEmbedding allocates on "cuda"
 }
 REGISTRY = {  # ModelRegistry by name: SGLang's config loader renames every LongCat name to the first
     "LongcatFlashForCausalLM": OURS[0],
@@ -96,14 +93,3 @@ def test_each_longcat_config_resolves_to_its_class(record, name, variant):
         assert got["log"] == [f"{prefix} LongcatFlashForCausalLM (sglang.srt.models.longcat_flash)",
                               f"{prefix} LongcatFlashForCausalLMNextN (sglang.srt.models.longcat_flash_nextn)"]
 
-
-def test_a_server_builds_sglangs_class_for_flash_lite(record, tmp_path):
-    """The whole start-up path (argument hooks, scheduler, SGLang's model loader): Flash-Lite's config gets
-    no refusal of ours and stops where SGLang's own n-gram layer needs a GPU, as without the plugin."""
-    code, log = launch_expecting_failure(Path(record["dirs"]["LongcatFlashNgramForCausalLM", "ngram"]),
-                                         tmp_path / "server.log")
-    assert code is not None, f"a Flash-Lite server came up on the CPU:\n{log[-3000:]}"
-    assert f"longcat-flash-plugins: config has {NGRAM}, not implemented here: served by SGLang's built-in " \
-           "LongcatFlashForCausalLM (sglang.srt.models.longcat_flash)" in log
-    assert "in __init__\n    self.embed_tokens = NgramEmbedding(" in log and NO_GPU.split(": ", 1)[1] in log
-    assert "served by longcat_sglang" not in log and "not supported by longcat-flash-plugins" not in log
