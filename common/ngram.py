@@ -57,7 +57,7 @@ class NgramSpec:
     def from_config(cls, config) -> "NgramSpec | None":
         """From a config.json dict or any engine's config object; None where n-gram embeddings are off.
 
-        Both spellings may be present only where they agree (SGLang's config object carries both)."""
+        Both spellings may be present only where they agree."""
         found = {}
         for spelling, names in FIELDS.items():
             values = tuple(_value(config, n) for n in names)
@@ -207,32 +207,34 @@ class SlotTokens:
 
     Every forward writes its tokens at the slots its KV goes to; a request's history is read back at the
     slots of its earlier positions, so it follows whatever the engine does with those slots (chunks, shared
-    prefixes, recompute, speculative verification). BEFORE_START where nothing was written; the table grows
-    to the largest slot written (negative slots, an engine's padding, are skipped)."""
+    prefixes, recompute, speculative verification). BEFORE_START where nothing was written. ``reserve``
+    sizes the table to the engine's KV pool (no host sync per forward: CUDA graphs); without it the table
+    grows to the largest slot written. Negative slots (an engine's padding rows) write to a scratch entry."""
 
     def __init__(self):
-        self.table = torch.empty(0, dtype=torch.int64)
+        self.table = torch.full((1,), BEFORE_START, dtype=torch.int64)  # the last entry: scratch
+        self.reserved = False
+
+    def reserve(self, num_slots: int, device) -> None:
+        self.table = torch.full((num_slots + 1,), BEFORE_START, dtype=torch.int64, device=device)
+        self.reserved = True
 
     def write(self, slots: torch.Tensor, tokens: torch.Tensor) -> None:
-        keep = slots >= 0
-        slots, tokens = slots[keep].long(), tokens[keep].long()
-        if slots.numel() == 0:
-            return
-        needed = int(slots.max()) + 1
-        if needed > self.table.numel():
-            grown = torch.full((max(needed, 2 * self.table.numel()),), BEFORE_START, dtype=torch.int64,
-                               device=slots.device)
-            grown[: self.table.numel()] = self.table.to(slots.device)
-            self.table = grown
-        self.table[slots] = tokens
+        if not self.reserved and slots.numel():
+            needed = int(slots.max()) + 2
+            if needed > self.table.numel():
+                grown = torch.full((max(needed, 2 * self.table.numel()),), BEFORE_START, dtype=torch.int64,
+                                   device=slots.device)
+                grown[: self.table.numel() - 1] = self.table[:-1].to(slots.device)
+                self.table = grown
+        scratch = self.table.numel() - 1
+        self.table[torch.where(slots >= 0, slots.long(), scratch)] = tokens.to(self.table.device, torch.int64)
 
     def read(self, slots: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """The tokens at ``slots`` (any shape), BEFORE_START where ``positions`` (same shape) is negative."""
-        size = self.table.numel()
-        if size == 0:
-            return torch.full_like(slots, BEFORE_START, dtype=torch.int64)
-        inside = (positions >= 0) & (slots >= 0) & (slots < size)
-        return torch.where(inside, self.table.to(slots.device)[slots.long().clamp(0, size - 1)], BEFORE_START)
+        last = self.table.numel() - 2  # the last real slot
+        inside = (positions >= 0) & (slots >= 0) & (slots <= last)
+        return torch.where(inside, self.table.to(slots.device)[slots.long().clamp(0, max(last, 0))], BEFORE_START)
 
 
 def load_table_shard(shard: torch.Tensor, table: torch.Tensor, e: int, spec: NgramSpec, start: int, end: int) -> None:

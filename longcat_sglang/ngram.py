@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from longcat_common.config import LongcatConfig
-from longcat_common.ngram import BEFORE_START, NgramLookup, windows
+from longcat_common.ngram import NgramLookup, SlotTokens, load_projection, load_table_shard, positions_before, windows
 from sglang.srt.layers.dp_attention import is_dp_attention_enabled
 from sglang.srt.layers.vocab_parallel_embedding import VocabParallelEmbedding
 from sglang.srt.model_executor.forward_batch_info import ForwardBatch
@@ -58,26 +58,17 @@ class LongcatNgramEmbedding(nn.Module):
         check_serving_options()
         self.spec = spec = config.ngram
         self.dim = dim = spec.table_dim(config.hidden_size)
-        self.offsets = spec.table_offsets()
-        self.tables = VocabParallelEmbedding(self.offsets[-1], dim, prefix=add_prefix("tables", prefix),
+        self.tables = VocabParallelEmbedding(spec.table_offsets()[-1], dim, prefix=add_prefix("tables", prefix),
                                              use_attn_tp_group=is_dp_attention_enabled())
         self.tables.weight.weight_loader = self.load_table
         self.projection = nn.Parameter(torch.empty(config.hidden_size, spec.num_tables * dim), requires_grad=False)
-        self.projection.weight_loader = self.load_projection
+        self.projection.weight_loader = lambda param, tensor, e: load_projection(param.data, tensor, e)
         self.lookup = NgramLookup(spec)
-        self.token_at_slot: torch.Tensor | None = None  # [KV slots]: the token each slot holds the KV of
+        self.slot_tokens = SlotTokens()  # sized to the KV pool on the first forward
 
     def load_table(self, param: nn.Parameter, tensor: torch.Tensor, e: int) -> None:
-        """Table e into its rows of this rank's shard of the concatenated tables."""
         shard = self.tables.shard_indices
-        lo, hi = self.offsets[e], self.offsets[e + 1]
-        start, end = max(lo, shard.org_vocab_start_index), min(hi, shard.org_vocab_end_index)
-        if start < end:
-            local = start - shard.org_vocab_start_index
-            param.data[local:local + end - start].copy_(tensor[start - lo:end - lo])
-
-    def load_projection(self, param: nn.Parameter, tensor: torch.Tensor, e: int) -> None:
-        param.data[:, e * self.dim:(e + 1) * self.dim].copy_(tensor)
+        load_table_shard(param.data, tensor, e, self.spec, shard.org_vocab_start_index, shard.org_vocab_end_index)
 
     def forward(self, input_ids: torch.Tensor, word: torch.Tensor, forward_batch: ForwardBatch) -> torch.Tensor:
         """input_ids [T], word [T, H] (the token embedding) -> the layer-0 input [T, H]."""
@@ -91,23 +82,16 @@ class LongcatNgramEmbedding(nn.Module):
     def windows(self, input_ids: torch.Tensor, forward_batch: ForwardBatch) -> torch.Tensor:
         """[T, n]: each token's window, from the slots of its request's earlier positions; then this
         forward's tokens go into their slots."""
-        table = self.slot_table(input_ids.device)
+        if not self.slot_tokens.reserved:
+            pool = get_token_to_kv_pool()
+            self.slot_tokens.reserve(pool.size + pool.page_size, input_ids.device)
         counts = tokens_per_request(forward_batch)
         starts = torch.cumsum(counts, 0) - counts
-        first = forward_batch.positions[starts].long()  # [R] position of each request's first new token
-        back = first[:, None] - torch.arange(self.spec.history_len, 0, -1, device=first.device)  # oldest first
+        back = positions_before(forward_batch.positions[starts], self.spec.history_len)
         slots = get_req_to_token_pool().req_to_token[forward_batch.req_pool_indices.long()[:, None], back.clamp(min=0)]
-        history = torch.where(back >= 0, table[slots.long()], BEFORE_START)
-        out = windows(history, input_ids, torch.cat([starts, counts.sum().view(1)]))
-        table[forward_batch.out_cache_loc.long()] = input_ids.to(table.dtype)
+        out = windows(self.slot_tokens.read(slots, back), input_ids, torch.cat([starts, counts.sum().view(1)]))
+        self.slot_tokens.write(forward_batch.out_cache_loc, input_ids)
         return out
-
-    def slot_table(self, device) -> torch.Tensor:
-        if self.token_at_slot is None:
-            pool = get_token_to_kv_pool()
-            self.token_at_slot = torch.full((pool.size + pool.page_size,), BEFORE_START, dtype=torch.int64,
-                                            device=device)
-        return self.token_at_slot
 
 
 def sglangs_token_table_off(from_model, cls, *, model, model_config, **kwargs):

@@ -133,7 +133,7 @@ def test_config_spellings():
     lite = {**base, "ngram_vocab_size_ratio": 4, "emb_neighbor_num": 3, "emb_split_num": 2}
     oe = {**base, "oe_vocab_size_ratio": 4, "oe_neighbor_num": 3, "oe_split_num": 2}
     assert NgramSpec.from_config(lite).table_sizes() == NgramSpec.from_config(oe).table_sizes()
-    assert NgramSpec.from_config({**lite, **oe}).spelling == "ngram"  # SGLang's config object carries both
+    assert NgramSpec.from_config({**lite, **oe}).spelling == "ngram"  # both, agreeing
     with pytest.raises(ValueError, match="both spellings are set and disagree.*emb_neighbor_num=3.*oe_neighbor_num=4"):
         NgramSpec.from_config({**lite, **oe, "oe_neighbor_num": 4})
     with pytest.raises(ValueError, match=r"'ngram_vocab_size_ratio' is set but \['emb_split_num'\] missing"):
