@@ -3,8 +3,8 @@ reference (tests/common/reference_forward.py): both config spellings (``lite-dra
 with ``ngram_*`` and a good MTP draft; ``lite-oe``: LongcatCausalLM with ``oe_*``), one server each, started
 together. The ``lite-draft`` server decodes with NEXTN (our MTP draft, LongCat's flags), so its greedy
 tokens, equal to the reference's, are also NEXTN = no NEXTN, and its target verify forwards (accepted drafts
-among them) read the histories too; ``lite-oe`` decodes plainly at TP=2 (the concatenated tables split by
-rows, the split inside a table).
+among them) read the histories too; ``lite-oe`` decodes plainly at TP=2 with EP (the concatenated tables
+split by rows, the split inside a table; each rank holds half the experts).
 
 Every request's n-gram history must be right wherever SGLang splits or shares its tokens: prompts with EOS
 (which ends a history) mid-prompt and at a scored position, prefill in chunks of 16 tokens, a prefix read
@@ -37,7 +37,7 @@ def checkpoints(lite_ckpts):
 
 @pytest.fixture(scope="module")
 def servers(checkpoints, tmp_path_factory):
-    args = {"lite-draft": nextn_args(checkpoints["lite-draft"]), "lite-oe": ["--dtype", "float32", "--tp", "2"]}
+    args = {"lite-draft": nextn_args(checkpoints["lite-draft"]), "lite-oe": ["--dtype", "float32", "--tp", "2", "--enable-ep-moe"]}
     logs = tmp_path_factory.mktemp("sglang-lite")
     with any_model_servers([(checkpoints[p], logs / f"{p}.log", [*args[p], "--chunked-prefill-size", str(CHUNK)],
                              None) for p in PRESETS]) as started:
