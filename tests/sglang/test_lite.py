@@ -20,6 +20,7 @@ import torch
 
 from longcat_sglang.model import ACTIVE_MESSAGE
 from tests.common import reference_forward as ref
+from tests.common import reference_mtp
 from tests.sglang.mtp_checks import DRAFT_ACTIVE, nextn_args
 from tests.sglang.parity import FP32_CLEAR_MARGIN, FP32_TOL
 from tests.sglang.server import any_model_servers
@@ -119,11 +120,11 @@ def test_greedy_decode_and_concurrent_requests(servers, references, preset):
     batch = prompts(reference[0].vocab_size)
     served = [server.generate(ids, NEW_TOKENS, ignore_eos=True) for ids in batch]
     one_by_one = [out["output_ids"] for out in served]
-    if preset == "lite-draft":
-        meta = [out["meta_info"] for out in served]
-        accepted = sum(m["spec_num_correct_drafts"] for m in meta)
-        print(f"NEXTN: {accepted} drafts accepted in {sum(m['spec_verify_ct'] for m in meta)} verify steps")
-        assert accepted > 0
+    if preset == "lite-draft":  # SGLang's verify steps and accepted drafts: the reference's, prompt by prompt
+        runs = [reference_mtp.speculative_greedy(*reference, ids, NEW_TOKENS, 1) for ids in batch]
+        counts = [(m["spec_verify_ct"], m["spec_num_correct_drafts"]) for m in (out["meta_info"] for out in served)]
+        print(f"NEXTN: (verify steps, accepted) {counts}, reference {[(len(r.rounds), r.accepted) for r in runs]}")
+        assert counts == [(len(r.rounds), r.accepted) for r in runs] and sum(r.accepted for r in runs) > 0
     compared = 0
     for ids, got in zip(batch, one_by_one):
         want, margins = reference_greedy(reference, ids, NEW_TOKENS)
