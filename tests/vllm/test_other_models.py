@@ -22,8 +22,8 @@ MODEL = "llama-tiny"
 PROMPTS = [[1, 17, 200, 45, 99, 300, 12, 7, 650, 88, 23, 400], [1, 5, 9, 33, 77, 100, 4, 8]]
 # and a role no chat API names: vLLM renders every role as the model's template says
 MESSAGES = [*CHAT, {"role": "critic", "content": "Be precise."}]
-REGISTERED = (f"longcat-flash-plugins {__version__}: LongcatFlashForCausalLM, LongcatCausalLM, LongCatFlashMTPModel "
-              "registered for vLLM")
+REGISTERED = (f"longcat-flash-plugins {__version__}: LongcatFlashForCausalLM, LongcatCausalLM, "
+              "LongcatFlashNgramForCausalLM, LongCatFlashMTPModel registered for vLLM")
 # vLLM's own listing of the entry points it finds (not our output)
 VLLM_PLUGIN_LISTING = re.compile(r"- longcat_flash\w* -> longcat_vllm\.")
 
