@@ -91,8 +91,7 @@ class LongcatFlashModel(nn.Module):
                                                    prefix=maybe_prefix(prefix, "embed_tokens"))
         if config.ngram:  # Flash-Lite: run by LongcatFlashForCausalLM.forward, outside the compiled forward
             self.ngram_embedding = NgramEmbedding(config.ngram, self.embed_tokens, config.hidden_size,
-                                                  vllm_config.cache_config.block_size,
-                                                  prefix=maybe_prefix(prefix, "ngram_embedding"))
+                                                  vllm_config.cache_config, prefix=maybe_prefix(prefix, "ngram_embedding"))
         self.start_layer, self.end_layer, self.layers = make_layers(
             config.num_layers, lambda prefix: LongcatDecoderLayer(vllm_config, config, quant_config, prefix),
             prefix=f"{prefix}.layers")

@@ -9,7 +9,8 @@ that computed them (vLLM shares a block only for the same tokens); a preempted r
 into new slots; speculative decoding writes every draft, but the next forward starts after the last
 accepted token, so its history is accepted tokens only (a rejected draft's slot is rewritten before any
 history reaches it). KV the engine did not compute (a KV connector's transfer) carries no tokens: see
-docs/lite.md.
+docs/lite.md. The table is sized to the worker's KV cache (``cache_config.num_gpu_blocks``) on the first
+forward that has one: no host read per step.
 """
 
 import torch
@@ -52,10 +53,9 @@ class NgramEmbedding(nn.Module):
     """word embedding averaged with the n-gram tables' projections (longcat_common.ngram); ``tables`` is the
     checkpoint's tables concatenated (rows split over TP ranks), ``projection`` the projections side by side."""
 
-    def __init__(self, spec: NgramSpec, word: VocabParallelEmbedding, hidden_size: int, block_size: int,
-                 prefix: str):
+    def __init__(self, spec: NgramSpec, word: VocabParallelEmbedding, hidden_size: int, cache_config, prefix: str):
         super().__init__()
-        self.spec, self.word, self.block_size = spec, word, block_size
+        self.spec, self.word, self.cache_config, self.block_size = spec, word, cache_config, cache_config.block_size
         dim = spec.table_dim(hidden_size)
         self.tables = VocabParallelEmbedding(spec.table_offsets()[-1], dim, prefix=f"{prefix}.tables")
         self.tables.weight.weight_loader = self._load_table
@@ -82,6 +82,8 @@ class NgramEmbedding(nn.Module):
             return torch.cat([torch.full((input_ids.shape[0], hist), BEFORE_START, dtype=input_ids.dtype,
                                          device=input_ids.device), input_ids[:, None]], dim=1)
         tokens = input_ids[:metadata.num_actual_tokens]
+        if not self.slot_tokens.reserved and self.cache_config.num_gpu_blocks:  # the worker's KV cache size
+            self.slot_tokens.reserve(self.cache_config.num_gpu_blocks * self.block_size, input_ids.device)
         out = windows(histories(self.slot_tokens, metadata, positions, hist, self.block_size), tokens,
                       metadata.query_start_loc[:metadata.num_reqs + 1].long())
         self.slot_tokens.write(metadata.slot_mapping[:metadata.num_actual_tokens], tokens)

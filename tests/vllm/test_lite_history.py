@@ -54,7 +54,9 @@ def forward(model, chunks: list[tuple[str, int, int]], num_decodes: int) -> torc
 
 def test_history_through_chunks_prefix_hits_and_decodes():
     spec = NgramSpec(ratio=2, neighbors=4, splits=2, hash_vocab=100, eos_ids=(EOS,))
-    model = SimpleNamespace(spec=spec, slot_tokens=SlotTokens(), block_size=BLOCK)
+    # sized as in a worker: vLLM's cache config holds the KV cache's blocks (10 here)
+    model = SimpleNamespace(spec=spec, slot_tokens=SlotTokens(), block_size=BLOCK,
+                            cache_config=SimpleNamespace(num_gpu_blocks=10))
     hist = spec.history_len
     plays = [
         ([("A", 0, 6)], 0),  # A's first chunk
@@ -67,3 +69,4 @@ def test_history_through_chunks_prefix_hits_and_decodes():
         want = torch.cat([expected(name, lo, hi, hist) for name, lo, hi in chunks])
         assert torch.equal(got, want), (chunks, got, want)
         assert torch.equal(spec.ids(got), spec.ids(want))
+    assert model.slot_tokens.reserved and model.slot_tokens.table.numel() == 10 * BLOCK + 1
