@@ -22,6 +22,7 @@ hashes with ``vocab_size`` where the newer Meituan code has ``text_vocab_size``.
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -143,28 +144,35 @@ class NgramSpec:
                 out[e, d - 1] = pow(self.hash_vocab, d, size)
         return out
 
+    @cached_property
+    def _hash_constants(self) -> dict[str, torch.Tensor]:
+        """The tensors ``ids`` and ``ignored`` read each forward, built once (on the CPU)."""
+        return {"multipliers": self.multipliers(), "sizes": torch.tensor(self.table_sizes(), dtype=torch.int64),
+                "eos": torch.tensor(self.eos_ids), "ignored": torch.tensor(self.ignored_ids, dtype=torch.int64)}
+
+    def _constant(self, name: str, device) -> torch.Tensor:
+        return self._hash_constants[name].to(device)
+
     # ---- ids --------------------------------------------------------------------------------------------
     def ids(self, windows: torch.Tensor) -> torch.Tensor:
         """windows [T, n] (each token's n-1 predecessors oldest first, then the token; BEFORE_START where the
         sequence has none) -> [T, num_tables] int64 row of each table (0: no lookup)."""
         w = windows.long()
         if self.ignored_ids:
-            w = w.masked_fill(torch.isin(w, torch.tensor(self.ignored_ids, device=w.device)), 0)
-        boundary = (w <= 0) | torch.isin(w, torch.tensor(self.eos_ids, device=w.device))
+            w = w.masked_fill(torch.isin(w, self._constant("ignored", w.device)), 0)
+        boundary = (w <= 0) | torch.isin(w, self._constant("eos", w.device))
         back = w[:, :-1].flip(1)  # [T, n-1]: d = 1, 2, ... back
         inside = ~boundary[:, :-1].flip(1).cummax(dim=1).values  # no boundary between t-d and t-1
         history = torch.where(inside, back, torch.zeros_like(back))  # h_d
         current = w[:, -1:]
-        mult = self.multipliers().to(w.device)
-        mods = torch.tensor(self.table_sizes(), dtype=torch.int64, device=w.device)
-        ids = (current + history @ mult.T) % mods  # [T, E]; < 2^63: h < V, multiplier < M_e
+        ids = (current + history @ self._constant("multipliers", w.device).T) % self._constant("sizes", w.device)  # [T, E]; < 2^63: h < V, multiplier < M_e
         return ids.masked_fill(current <= 0, 0)
 
     def ignored(self, tokens: torch.Tensor) -> torch.Tensor:
         """[T] bool: tokens the average leaves alone."""
         if not self.ignored_ids:
             return torch.zeros_like(tokens, dtype=torch.bool)
-        return torch.isin(tokens, torch.tensor(self.ignored_ids, device=tokens.device))
+        return torch.isin(tokens, self._constant("ignored", tokens.device))
 
     def mix(self, tokens: torch.Tensor, word: torch.Tensor, ngram_sum: torch.Tensor) -> torch.Tensor:
         """(word + sum of projected rows) / (1 + num_tables); ignored tokens keep the plain sum."""
@@ -188,12 +196,6 @@ def windows(history: torch.Tensor, tokens: torch.Tensor, query_start_loc: torch.
     from_chunk = tokens[flat.clamp(min=0, max=tokens.shape[0] - 1)]
     from_history = history[req[:, None], (steps + hist).clamp(min=0, max=hist - 1)]
     return torch.where(steps >= 0, from_chunk, from_history.to(tokens.dtype))
-
-
-def history_after(sequence_tail: list[int], n: int) -> list[int]:
-    """The n-1 tokens a request carries after ``sequence_tail`` (its last tokens), BEFORE_START-padded."""
-    tail = list(sequence_tail)[-(n - 1):] if n > 1 else []
-    return [BEFORE_START] * (n - 1 - len(tail)) + tail
 
 
 def positions_before(first: torch.Tensor, history_len: int) -> torch.Tensor:

@@ -71,7 +71,7 @@ class NgramEmbedding(nn.Module):
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         metadata = mla_metadata()
         ids = self.spec.ids(self._windows(input_ids, positions, metadata))
-        summed = self.lookup(ids, self.tables, self.projection.to(self.tables.weight.dtype))
+        summed = self.lookup(ids, self.tables, self.projection)
         return self.spec.mix(input_ids, self.word(input_ids), summed)
 
     def _windows(self, input_ids: torch.Tensor, positions: torch.Tensor,

@@ -102,10 +102,6 @@ LITE_PROMPTS = [
     [1, 5, 9, 33],
     [1] + list(range(600, 620)) + [2, 2] + list(range(620, 640)),
 ]
-# in turn: each later prompt shares blocks of 16 with an earlier one (prefix-cache hits), ending after an EOS
-LITE_SHARED = list(range(700, 715)) + [2] + list(range(715, 741))
-LITE_PREFIX_PROMPTS = [[1] + LITE_SHARED + [900, 901], [1] + LITE_SHARED + [2, 902, 903, 904],
-                       [1] + LITE_SHARED[:33] + [2, 905]]
 
 
 @pytest.fixture(scope="session")

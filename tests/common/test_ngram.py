@@ -10,7 +10,7 @@ import torch
 
 from longcat_common.checkpoint import expected_tensors
 from longcat_common.config import LITE_ARCHITECTURE, LongcatConfig
-from longcat_common.ngram import (BEFORE_START, NgramLookup, NgramSpec, SlotTokens, history_after, load_projection,
+from longcat_common.ngram import (BEFORE_START, NgramLookup, NgramSpec, SlotTokens, load_projection,
                                   load_table_shard, positions_before, windows)
 from longcat_common.testing.tiny import hub_config, write_checkpoint
 from tests.common import reference_forward as ref
@@ -21,6 +21,12 @@ EOS = 2
 @pytest.fixture(scope="module")
 def lite(tmp_path_factory):
     return ref.load_checkpoint(write_checkpoint(tmp_path_factory.mktemp("lite"), "lite"))
+
+
+def history_after(sequence_tail: list[int], n: int) -> list[int]:
+    """The n-1 tokens a request carries after ``sequence_tail`` (its last tokens), BEFORE_START-padded."""
+    tail = list(sequence_tail)[-(n - 1):]
+    return [BEFORE_START] * (n - 1 - len(tail)) + tail
 
 
 def random_sequence(rng: random.Random, vocab: int) -> list[int]:
