@@ -12,9 +12,12 @@ from longcat_common.testing.agent import SCRIPT_CALLS, SCRIPT_TOOLS, SCRIPTS
 MODEL = "longcat-agent"
 MESSAGES = [{"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Weather in Paris for 3 days, and the time in UTC?"}]
-TOOL_PARSER = {"chat": "longcat", "thinking": "longcat", "2601": "longcat_xml"}
-# one server per flavour and engine: both call formats (JSON: Thinking, XML: 2601) in both engines
-FLAVOURS_SERVED = {"vllm": ["thinking", "2601"], "sglang": ["2601", "thinking"]}
+TOOL_PARSER = {"chat": "longcat", "thinking": "longcat", "2601": "longcat_xml", "lite": "longcat_xml"}
+REASONING_PARSER = {"chat": None, "thinking": "longcat", "2601": "longcat", "lite": None}  # Flash-Lite: non-thinking
+PRESET = {"lite": "lite"}  # the generator preset of a flavour's checkpoint (others: tiny)
+# one server per flavour and engine: both call formats (JSON: Thinking, XML: 2601) in both engines, and
+# Flash-Lite (XML calls, no reasoning parser) served by our n-gram class
+FLAVOURS_SERVED = {"vllm": ["thinking", "2601", "lite"], "sglang": ["2601", "thinking", "lite"]}
 # the server whose checkpoint's routers are made to favour zero experts for the metrics test (the
 # reference forward has no YaRN, which 2601's config turns on)
 METRICS_FLAVOUR = "thinking"
@@ -23,7 +26,7 @@ RESULTS = {"get_weather": {"forecast": ["sun", "rain", "sun"]}, "get_time": "12:
 
 def expected(flavour: str) -> tuple[str | None, str, list]:
     """(reasoning, content, [(name, arguments)]) of the flavour's scripted turn."""
-    reasoning = None if flavour == "chat" else SCRIPTS["2601"][0]
+    reasoning = None if REASONING_PARSER[flavour] is None else SCRIPTS["2601"][0]
     return reasoning, "Let me check.\n", [(name, args) for name, args in SCRIPT_CALLS]
 
 
@@ -85,7 +88,7 @@ def check_tool_result_turn(client, ckpt, flavour: str) -> None:
         call["function"]["arguments"] = json.loads(call["function"]["arguments"])
     tok = PreTrainedTokenizerFast.from_pretrained(ckpt)
     text = tok.apply_chat_template(local, tools=SCRIPT_TOOLS, tokenize=False, add_generation_prompt=True)
-    name = "get_weather\n" if flavour == "2601" else ""
+    name = "get_weather\n" if TOOL_PARSER[flavour] == "longcat_xml" else ""
     assert f'<longcat_tool_response>{name}{{"forecast": ["sun", "rain", "sun"]}}</longcat_tool_response>' in text
     assert r.usage.prompt_tokens == len(tok(text, add_special_tokens=False).input_ids)
     assert r.choices[0].message.tool_calls

@@ -1,15 +1,17 @@
 """Agent flavours of the generated checkpoints: LongCat's special tokens, a chat template per flavour,
 and "scripted" weights whose greedy output is a fixed text (for the tool-call and reasoning tests).
 
-    python -m longcat_common.testing.tiny OUT --flavour chat|thinking|2601 [--scripted]
+    python -m longcat_common.testing.tiny OUT --flavour chat|thinking|2601|lite [--scripted]
 
 Flavours (the chat format of the model family; real checkpoints ship their own templates):
   chat      Flash-Chat: ``SYSTEM:{s} [Round 0] USER:{q} ASSISTANT:``, JSON tool calls
   thinking  Flash-Thinking: the same with `` /think_on`` after each user turn; the model opens
             ``<longcat_think>`` itself
-  2601      Flash-Thinking-2601 / Lite: role tokens, tools in ``<longcat_tool_declare>``, XML tool
+  2601      Flash-Thinking-2601: role tokens, tools in ``<longcat_tool_declare>``, XML tool
             calls, results as ``<longcat_observation><longcat_tool_response>NAME\\n...``; with
             ``enable_thinking`` (default on) the generation prompt ends with ``<longcat_think>\\n``
+  lite      Flash-Lite (a non-thinking model): 2601's format with thinking off unless a request
+            turns it on; use it with the ``lite`` preset (n-gram embeddings)
 
 The LongCat tokens are added as single tokens (not "special", so that engines keep them in the text
 they hand to parsers even when skipping special tokens; ``</longcat_s>`` stays the special EOS).
@@ -36,7 +38,7 @@ LONGCAT_TOKENS = (
     "<longcat_system>", "<longcat_user>", "<longcat_assistant>", "<longcat_tool_declare>",
     "</longcat_tool_declare>", "<longcat_observation>", "<longcat_tool_response>", "</longcat_tool_response>",
 )
-FLAVOURS = ("chat", "thinking", "2601")
+FLAVOURS = ("chat", "thinking", "2601", "lite")
 # config.json fields a flavour changes: Thinking-2601 declares LongcatCausalLM (no model_type) and
 # DeepSeek-style YaRN (here over an original context of 256 positions).
 FLAVOUR_CONFIG = {
@@ -87,50 +89,59 @@ def _json_template(user_suffix: str) -> str:
     )
 
 
-TEMPLATE_2601 = (
-    "{%- set system = messages[0].content if messages and messages[0].role == 'system' else '' -%}"
-    "{%- if system or tools -%}{{ '<longcat_system>' + system }}"
-    "{%- if tools -%}{{ '<longcat_tool_declare>\\n' }}"
-    "{%- for tool in tools %}{{ (tool.function if tool.function is defined else tool) | tojson }}{{ '\\n' }}"
-    "{%- endfor -%}{{ '</longcat_tool_declare>' }}{%- endif -%}"
-    "{%- endif -%}"
-    "{%- set ns = namespace(prev='') -%}"
-    "{%- for message in messages -%}"
-    "{%- if message.role == 'user' -%}{{ '<longcat_user>' + message.content }}"
-    "{%- elif message.role == 'assistant' -%}{{ '<longcat_assistant>' + (message.content or '') }}"
-    "{%- for call in message.tool_calls or [] -%}{{ '<longcat_tool_call>' + call.function.name + '\\n' }}"
-    "{%- for key, value in call.function.arguments.items() -%}"
-    "{{ '<longcat_arg_key>' + key + '</longcat_arg_key>\\n<longcat_arg_value>' "
-    "+ (value if value is string else value | tojson) + '</longcat_arg_value>\\n' }}"
-    "{%- endfor -%}{{ '</longcat_tool_call>' }}{%- endfor -%}{{ '" + EOS + "' }}"
-    "{%- elif message.role == 'tool' -%}" + _TOOL_NAME
-    + "{%- if ns.prev != 'tool' %}{{ '<longcat_observation>' }}{% endif -%}"
-    "{{ '<longcat_tool_response>' + found.name + '\\n' + message.content + '</longcat_tool_response>' }}"
-    "{%- endif -%}{%- set ns.prev = message.role -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<longcat_assistant>' }}"
-    "{%- if enable_thinking is not defined or enable_thinking %}{{ '<longcat_think>\\n' }}{% endif -%}"
-    "{%- endif -%}"
-)
-TEMPLATES = {"chat": _json_template(""), "thinking": _json_template(" /think_on"), "2601": TEMPLATE_2601}
+def _role_template(thinking_default: str) -> str:
+    """2601's role-token template; the generation prompt opens a think block when ``enable_thinking`` is
+    true, or undefined and ``thinking_default`` is ``true``."""
+    return (
+        "{%- set system = messages[0].content if messages and messages[0].role == 'system' else '' -%}"
+        "{%- if system or tools -%}{{ '<longcat_system>' + system }}"
+        "{%- if tools -%}{{ '<longcat_tool_declare>\\n' }}"
+        "{%- for tool in tools %}{{ (tool.function if tool.function is defined else tool) | tojson }}{{ '\\n' }}"
+        "{%- endfor -%}{{ '</longcat_tool_declare>' }}{%- endif -%}"
+        "{%- endif -%}"
+        "{%- set ns = namespace(prev='') -%}"
+        "{%- for message in messages -%}"
+        "{%- if message.role == 'user' -%}{{ '<longcat_user>' + message.content }}"
+        "{%- elif message.role == 'assistant' -%}{{ '<longcat_assistant>' + (message.content or '') }}"
+        "{%- for call in message.tool_calls or [] -%}{{ '<longcat_tool_call>' + call.function.name + '\\n' }}"
+        "{%- for key, value in call.function.arguments.items() -%}"
+        "{{ '<longcat_arg_key>' + key + '</longcat_arg_key>\\n<longcat_arg_value>' "
+        "+ (value if value is string else value | tojson) + '</longcat_arg_value>\\n' }}"
+        "{%- endfor -%}{{ '</longcat_tool_call>' }}{%- endfor -%}{{ '" + EOS + "' }}"
+        "{%- elif message.role == 'tool' -%}" + _TOOL_NAME
+        + "{%- if ns.prev != 'tool' %}{{ '<longcat_observation>' }}{% endif -%}"
+        "{{ '<longcat_tool_response>' + found.name + '\\n' + message.content + '</longcat_tool_response>' }}"
+        "{%- endif -%}{%- set ns.prev = message.role -%}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{ '<longcat_assistant>' }}"
+        "{%- if enable_thinking is defined and enable_thinking or enable_thinking is not defined and "
+        + thinking_default + " %}{{ '<longcat_think>\\n' }}{% endif -%}"
+        "{%- endif -%}"
+    )
 
-# The scripted outputs: a think block (except chat), text, then two tool calls (the tools of
+
+TEMPLATES = {"chat": _json_template(""), "thinking": _json_template(" /think_on"), "2601": _role_template("true"),
+             "lite": _role_template("false")}
+
+# The scripted outputs: a think block (except chat and lite), text, then two tool calls (the tools of
 # SCRIPT_TOOLS); the 2601 prompt already opened the think block.
 _REASONING = "The user wants the weather in Paris for 3 days and the time in UTC.\n"
 _JSON_CALL_2 = ('<longcat_tool_call>\n{"name": "get_time", "arguments": {"zone": "UTC"}}\n'
                 '</longcat_tool_call>')
+_XML_CALLS = ["<longcat_tool_call>",
+              "get_weather\n<longcat_arg_key>city</longcat_arg_key>\n<longcat_arg_value>Paris</longcat_arg_value>\n"
+              "<longcat_arg_key>days</longcat_arg_key>\n<longcat_arg_value>3</longcat_arg_value>\n",
+              "</longcat_tool_call>",
+              "<longcat_tool_call>get_time\n<longcat_arg_key>zone</longcat_arg_key>\n"
+              "<longcat_arg_value>UTC</longcat_arg_value>\n</longcat_tool_call>", EOS]
 _JSON_SCRIPT = ["Let me check.\n", "<longcat_tool_call>",
                 '\n{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}\n',
                 "</longcat_tool_call>", _JSON_CALL_2, EOS]
 SCRIPTS = {
     "chat": _JSON_SCRIPT,
     "thinking": ["<longcat_think>", _REASONING, "</longcat_think>", "\n" + _JSON_SCRIPT[0], *_JSON_SCRIPT[1:]],
-    "2601": [_REASONING, "</longcat_think>", "\nLet me check.\n", "<longcat_tool_call>",
-             "get_weather\n<longcat_arg_key>city</longcat_arg_key>\n<longcat_arg_value>Paris</longcat_arg_value>\n"
-             "<longcat_arg_key>days</longcat_arg_key>\n<longcat_arg_value>3</longcat_arg_value>\n",
-             "</longcat_tool_call>",
-             "<longcat_tool_call>get_time\n<longcat_arg_key>zone</longcat_arg_key>\n"
-             "<longcat_arg_value>UTC</longcat_arg_value>\n</longcat_tool_call>", EOS],
+    "2601": [_REASONING, "</longcat_think>", "\nLet me check.\n", *_XML_CALLS],
+    "lite": ["Let me check.\n", *_XML_CALLS],
 }
 SCRIPT_TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "description": "Weather forecast for a city",
@@ -143,7 +154,7 @@ SCRIPT_TOOLS = [
 ]
 SCRIPT_CALLS = [("get_weather", {"city": "Paris", "days": 3}), ("get_time", {"zone": "UTC"})]
 # the generation prompt's last token (what the first piece follows) in each flavour
-PROMPT_END = {"chat": ":", "thinking": ":", "2601": "\n"}
+PROMPT_END = {"chat": ":", "thinking": ":", "2601": "\n", "lite": "<longcat_assistant>"}
 
 
 def agent_tokenizer(tok: Tokenizer, flavour: str, scripted: bool) -> Tokenizer:
@@ -165,16 +176,19 @@ def script_chain(tok: Tokenizer, flavour: str) -> list[int]:
     return ids
 
 
-def script_weights(tensors: dict[str, torch.Tensor], chain: list[int], gen: torch.Generator) -> None:
-    """Rewrites embeddings (MTP's too) and lm_head in place so that greedy decoding follows ``chain``."""
+def script_weights(tensors: dict[str, torch.Tensor], chain: list[int], gen: torch.Generator,
+                   divisor: float = 1.0) -> None:
+    """Rewrites embeddings (MTP's too) and lm_head in place so that greedy decoding follows ``chain``.
+    ``divisor``: what the model divides its token embedding by (Flash-Lite: 1 + its n-gram tables, whose
+    rows are averaged in); the MTP layer embeds plainly."""
     embed = tensors["model.embed_tokens.weight"]
     directions = torch.randn(embed.shape, generator=gen)
     head = torch.zeros(embed.shape)
     for prev, nxt in zip(chain, chain[1:]):  # the final norm scales the hidden state to norm ~sqrt(hidden)
         head[nxt] = SCRIPT_LOGIT * directions[prev] / (directions[prev].norm() * embed.shape[1] ** 0.5)
-    for name in ("model.embed_tokens.weight", f"{MTP_PREFIX}embed_tokens.weight"):
+    for name, scale in (("model.embed_tokens.weight", divisor), (f"{MTP_PREFIX}embed_tokens.weight", 1.0)):
         if name in tensors:
-            tensors[name] = (SCRIPT_EMBED_STD * directions).to(embed.dtype)
+            tensors[name] = (SCRIPT_EMBED_STD * scale * directions).to(embed.dtype)
     tensors["lm_head.weight"] = head.to(tensors["lm_head.weight"].dtype)
 
 

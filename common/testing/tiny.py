@@ -1,7 +1,7 @@
 """Random LongCat-Flash checkpoints in the exact Hub layout, for tests and benchmarks.
 
     python -m longcat_common.testing.tiny OUT_DIR [--fp8] [--preset tiny|bench|draft|odd|lite|lite-oe|lite-draft] [--seed N]
-                                  [--flavour chat|thinking|2601 [--scripted]]
+                                  [--flavour chat|thinking|2601|lite [--scripted]]
 
 Writes config.json (no model_type, like the Hub's), generation_config.json, sharded safetensors
 (one shard per decoder layer; embeddings in the first, final norm, lm_head and MTP in a last one) with
@@ -207,7 +207,7 @@ def write_checkpoint(out_dir, preset: str = "tiny", fp8: bool = False, seed: int
     ``scripted``: see ``longcat_common.testing.agent`` (without a flavour: the plain tokenizer, Flash-Chat's template).
     """
     if scripted and not flavour:
-        raise ValueError("scripted checkpoints need a flavour (chat, thinking or 2601)")
+        raise ValueError(f"scripted checkpoints need a flavour ({', '.join(FLAVOURS)})")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer()
@@ -225,7 +225,8 @@ def write_checkpoint(out_dir, preset: str = "tiny", fp8: bool = False, seed: int
     if preset in WEIGHT_RECIPES:
         tensors = WEIGHT_RECIPES[preset](tensors, config, muted, torch.Generator().manual_seed(seed + 1))
     if scripted:
-        script_weights(tensors, script_chain(tok, flavour), torch.Generator().manual_seed(seed))
+        script_weights(tensors, script_chain(tok, flavour), torch.Generator().manual_seed(seed),
+                       1 + (config.ngram.num_tables if config.ngram else 0))
     if fp8:
         tensors = quantize_weights(tensors, config)
     if {n: tuple(t.shape) for n, t in tensors.items()} != expected_tensors(config, include_mtp=True):

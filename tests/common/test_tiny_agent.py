@@ -1,14 +1,16 @@
 """Generator flavours: LongCat tokens as single tokens, the chat template of each flavour (tools, tool
-results, thinking switch), and a scripted checkpoint's greedy output through the transformers oracle."""
+results, thinking switch), and a scripted checkpoint's greedy output through the transformers oracle
+(Flash-Lite's, whose n-gram embedding transformers lacks, through tests/common/reference_forward.py)."""
 
 import pytest
 from transformers import PreTrainedTokenizerFast  # AutoTokenizer reads the 2601-shaped config.json
 
 from longcat_common.reasoning import split_reasoning
 from longcat_common.testing.tiny import write_checkpoint
-from longcat_common.testing.agent import LONGCAT_TOKENS, SCRIPT_CALLS, SCRIPT_TOOLS, SCRIPTS, script_text
+from longcat_common.testing.agent import FLAVOURS, LONGCAT_TOKENS, SCRIPT_CALLS, SCRIPT_TOOLS, SCRIPTS, script_text
 from longcat_common.tool_calls import ToolCall, split_tool_calls
 from tests import oracle
+from tests.common import reference_forward
 
 HISTORY = [  # a tool-call turn and its results, arguments as objects (what transformers renders)
     {"role": "system", "content": "Be brief."},
@@ -25,7 +27,7 @@ HISTORY = [  # a tool-call turn and its results, arguments as objects (what tran
 def tokenizers(tmp_path_factory):
     root = tmp_path_factory.mktemp("flavours")
     return {f: PreTrainedTokenizerFast.from_pretrained(write_checkpoint(root / f, flavour=f))
-            for f in ("chat", "thinking", "2601")}
+            for f in FLAVOURS}
 
 
 def test_longcat_tokens_are_single_tokens(tokenizers):
@@ -67,17 +69,40 @@ def test_2601_template(tokenizers):
     assert off == "<longcat_system>Be brief.<longcat_user>Weather?<longcat_assistant>"
 
 
-def test_scripted_greedy_output_is_the_script(tmp_path):
-    ckpt = write_checkpoint(tmp_path / "scripted", flavour="2601", scripted=True)
+def test_lite_template_is_2601s_without_thinking(tokenizers):
+    """Flash-Lite is a non-thinking model: 2601's format, no think block unless a request asks for one."""
+    lite, full = (tokenizers[f].apply_chat_template(HISTORY, tools=SCRIPT_TOOLS, tokenize=False,
+                                                    add_generation_prompt=True) for f in ("lite", "2601"))
+    assert lite + "<longcat_think>\n" == full
+    assert tokenizers["lite"].apply_chat_template(HISTORY[:2], tokenize=False, add_generation_prompt=True,
+                                                  enable_thinking=True).endswith("<longcat_assistant><longcat_think>\n")
+
+
+def _reference_greedy(ckpt, ids: list[int], steps: int) -> tuple[list[int], list[float]]:
+    cfg, weights = reference_forward.load_checkpoint(ckpt)
+    new, margins = [], []
+    for _ in range(steps):
+        top = reference_forward.forward(cfg, weights, ids + new)[-1].topk(2)
+        new.append(int(top.indices[0]))
+        margins.append(float(top.values[0] - top.values[1]))
+    return new, margins
+
+
+@pytest.mark.parametrize("flavour, preset", [("2601", "tiny"), ("lite", "lite")])
+def test_scripted_greedy_output_is_the_script(tmp_path, flavour, preset):
+    ckpt = write_checkpoint(tmp_path / "scripted", preset, flavour=flavour, scripted=True)
     tok = PreTrainedTokenizerFast.from_pretrained(ckpt)
     ids = tok.apply_chat_template(HISTORY[:2], tools=SCRIPT_TOOLS, add_generation_prompt=True, tokenize=True,
                                   return_dict=False)
-    new, margins = oracle.greedy(oracle.load_oracle(ckpt), ids, len(SCRIPTS["2601"]))
+    if flavour == "lite":
+        new, margins = _reference_greedy(ckpt, ids, len(SCRIPTS[flavour]))
+    else:
+        new, margins = oracle.greedy(oracle.load_oracle(ckpt), ids, len(SCRIPTS[flavour]))
     assert new[-1] == tok.eos_token_id and min(margins) > 10
     text = tok.decode(new[:-1])
-    assert text == script_text("2601")
-    split = split_reasoning(text, starts_in_reasoning=True)
-    assert split.reasoning.startswith("The user wants")
+    assert text == script_text(flavour)
+    split = split_reasoning(text, starts_in_reasoning=flavour == "2601")
+    assert split.reasoning.startswith("The user wants") if flavour == "2601" else split.reasoning == ""
     parsed = split_tool_calls(split.content, "longcat_xml", SCRIPT_TOOLS)
     assert parsed.content == "Let me check.\n" and parsed.calls == [ToolCall(n, a) for n, a in SCRIPT_CALLS]
 
