@@ -7,7 +7,7 @@ not split over the TP ranks or, for a block-FP8 checkpoint, are not multiples of
 the padded sizes, as SGLang's built-in models are, the checkpoint is checked against its own sizes and
 zero-padded at load. Here: the odd preset at ``--tp 3``: heads 5 -> 6, FFN 416 -> 480, expert FFN 96
 (32 per rank), vocabulary 1061 padded by the embedding layers. Elsewhere: FP8 at TP=1 (FFN 416 -> 512,
-expert FFN 96 -> 128) in test_fp8.py, bf16 at TP=2 (FFN 416 -> 448, expert FFN 96 -> 128) in test_mtp_tp2.py.
+expert FFN 96 -> 128) in test_mtp_fp8.py, bf16 at TP=2 (FFN 416 -> 448, expert FFN 96 -> 128) in test_mtp_tp2.py.
 """
 
 import pytest
