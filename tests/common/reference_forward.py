@@ -16,9 +16,8 @@ from longcat_common.config import LongcatConfig
 from longcat_common.fp8 import Fp8CheckpointDequantizer
 
 
-def load_checkpoint(ckpt_dir, fp8_as: torch.dtype = torch.float32) -> tuple[LongcatConfig, dict[str, torch.Tensor]]:
-    """(config, name -> fp32 tensor) of every checkpoint tensor (MTP layer included), FP8 dequantised to
-    ``fp8_as`` (bf16: the very weights of an engine that dequantises to bf16 at load), then fp32."""
+def load_checkpoint(ckpt_dir) -> tuple[LongcatConfig, dict[str, torch.Tensor]]:
+    """(config, name -> fp32 tensor) of every checkpoint tensor (MTP layer included), FP8 dequantised."""
     ckpt_dir = Path(ckpt_dir)
     config = LongcatConfig.from_dict(json.loads((ckpt_dir / "config.json").read_text()))
     files = sorted(set(json.loads((ckpt_dir / "model.safetensors.index.json").read_text())["weight_map"].values()))
@@ -28,7 +27,7 @@ def load_checkpoint(ckpt_dir, fp8_as: torch.dtype = torch.float32) -> tuple[Long
             with safe_open(str(ckpt_dir / file), framework="pt") as f:
                 yield from ((name, f.get_tensor(name)) for name in f.keys())
 
-    weights = {name: t.float() for name, t in Fp8CheckpointDequantizer(dtype=fp8_as)(stream())}
+    weights = {name: t.float() for name, t in Fp8CheckpointDequantizer(dtype=torch.float32)(stream())}
     return config, weights
 
 

@@ -4,7 +4,10 @@ with ``ngram_*`` and a good MTP draft; ``lite-oe``: LongcatCausalLM with ``oe_*`
 together. The ``lite-draft`` server decodes with NEXTN (our MTP draft, LongCat's flags), so its greedy
 tokens, equal to the reference's, are also NEXTN = no NEXTN, and its target verify forwards (accepted drafts
 among them) read the histories too; ``lite-oe`` decodes plainly at TP=2 with EP (the concatenated tables
-split by rows, the split inside a table; each rank holds half the experts).
+split by rows, the split inside a table; each rank holds half the experts). A third server, started with
+them, serves ``lite-fp8`` (the lite weights in the block-FP8 layout, dequantised to bf16 at load; SGLang
+refuses fp32 for an FP8 checkpoint) in bf16, against the fp32 reference within bf16 noise
+(tests/lite_reference.py).
 
 Every request's n-gram history must be right wherever SGLang splits or shares its tokens: prompts with EOS
 (which ends a history) mid-prompt and at a scored position, prefill in chunks of 16 tokens, a prefix read
@@ -19,8 +22,10 @@ import pytest
 import torch
 
 from longcat_sglang.model import ACTIVE_MESSAGE
+from tests import lite_reference
 from tests.common import reference_forward as ref
 from tests.common import reference_mtp
+from tests.conftest import LITE_PROMPTS
 from tests.sglang.mtp_checks import DRAFT_ACTIVE, nextn_args
 from tests.sglang.parity import FP32_CLEAR_MARGIN, FP32_TOL
 from tests.sglang.server import any_model_servers
@@ -28,24 +33,26 @@ from tests.sglang.server import any_model_servers
 EOS = 2
 CHUNK = 16  # --chunked-prefill-size: prompts past it are prefilled in pieces
 NEW_TOKENS = 5
-PRESETS = ("lite-draft", "lite-oe")
+PRESETS = ("lite-draft", "lite-oe")  # fp32
+FP8 = "lite-fp8"  # bf16
 
 
 @pytest.fixture(scope="module")
 def checkpoints(lite_ckpts):
-    return {p: lite_ckpts(p) for p in PRESETS}
+    return {p: lite_ckpts(p) for p in (*PRESETS, FP8)}
 
 
 @pytest.fixture(scope="module")
 def servers(checkpoints, tmp_path_factory):
-    args = {"lite-draft": nextn_args(checkpoints["lite-draft"]), "lite-oe": ["--dtype", "float32", "--tp", "2", "--enable-ep-moe"]}
+    args = {"lite-draft": nextn_args(checkpoints["lite-draft"]),
+            "lite-oe": ["--dtype", "float32", "--tp", "2", "--enable-ep-moe"], FP8: ["--dtype", "bfloat16"]}
     logs = tmp_path_factory.mktemp("sglang-lite")
     with any_model_servers([(checkpoints[p], logs / f"{p}.log", [*args[p], "--chunked-prefill-size", str(CHUNK)],
-                             None) for p in PRESETS]) as started:
-        for preset, server in zip(PRESETS, started):
+                             None) for p in args]) as started:
+        for preset, server in zip(args, started):
             assert ACTIVE_MESSAGE in server.log(), f"{preset}: SGLang did not build longcat_sglang's class"
         assert DRAFT_ACTIVE in started[0].log(), "SGLang did not build longcat_sglang's NEXTN draft"
-        yield dict(zip(PRESETS, started))
+        yield dict(zip(args, started))
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +143,26 @@ def test_greedy_decode_and_concurrent_requests(servers, references, preset):
     with ThreadPoolExecutor(len(requests)) as pool:
         together = list(pool.map(lambda ids: server.new_ids(ids, NEW_TOKENS), requests))
     assert together == [one_by_one[i % len(batch)] for i in range(len(requests))]
+
+
+def test_fp8_in_bf16_within_bf16_noise(servers, checkpoints):
+    """Prompt and generated log-probs and greedy tokens of the bf16 server on the FP8 checkpoint, this module's
+    prompts and LITE_PROMPTS, against the fp32 reference of the dequantised weights (tests/lite_reference.py's
+    bf16 tolerances: greedy tokens are compared where the reference's margin is 2 x BF16_TOL)."""
+    server, ckpt = servers[FP8], checkpoints[FP8]
+    assert "fp8 dequantised to bf16" in server.log()
+    worst, checked = 0.0, 0
+    for ids in prompts(lite_reference.checkpoint(str(ckpt))[0].vocab_size) + LITE_PROMPTS:
+        out = server.generate(ids, NEW_TOKENS, ignore_eos=True)
+        meta = out["meta_info"]
+        request = {"prompt": ids, "prompt_logprobs": [lp for lp, _token, _text in meta["input_token_logprobs"]],
+                   "greedy": out["output_ids"], "logprobs": [lp for lp, _token, _text in meta["output_token_logprobs"]]}
+        diff, n, wrong = lite_reference.compare(ckpt, request, lite_reference.ROUTING_TIE, 2 * lite_reference.BF16_TOL)
+        assert not wrong, (ids, wrong)
+        worst, checked = max(worst, diff), checked + n
+    print(f"{FP8}: bf16 server vs fp32 reference, max |d| {worst:.3f} (routing near-ties left out), "
+          f"{checked} greedy steps checked")
+    assert worst <= lite_reference.BF16_TOL and checked >= NEW_TOKENS
 
 
 def test_draft_trees_are_refused(monkeypatch):

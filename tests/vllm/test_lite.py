@@ -24,8 +24,6 @@ from .lite_run import MAX_TOKENS
 
 SERVED = {"lite": "LongcatFlashNgramForCausalLM served by longcat_vllm",
           "lite-oe": "LongcatCausalLM served by longcat_vllm"}
-BF16_TOL = 0.25
-ROUTING_TIE = 0.01  # bf16: positions whose reference expert choice is this near a tie are not compared
 PHASES = {"together": LITE_PROMPTS}
 CONFIGS = {
     "fp32-eager": dict(ckpt="lite", dtype="float32"),
@@ -61,7 +59,8 @@ def test_requests_match_the_reference(engine):
     requests with different histories (two end alike), decode steps, a preempted request."""
     name, ckpt, result, _ = engine
     fp32 = name.startswith("fp32")
-    tol, tie, margin = (1e-3, 0.0, lite_reference.CLEAR_MARGIN) if fp32 else (BF16_TOL, ROUTING_TIE, 2 * BF16_TOL)
+    tol, tie, margin = ((1e-3, 0.0, lite_reference.CLEAR_MARGIN) if fp32 else
+                        (lite_reference.BF16_TOL, lite_reference.ROUTING_TIE, 2 * lite_reference.BF16_TOL))
     total_checked = 0
     for phase in (p for p in ("together", "one_by_one") if p in result):
         for req in result[phase]:
