@@ -16,7 +16,7 @@ from tests import agents, metrics_check
 from tests.agents import (  # noqa: F401 (engine-independent tests, collected here with this module's server)
     test_streaming_equals_whole, test_tool_calls_and_reasoning, test_tool_choice_required_and_named,
     test_tool_results_rendered_back_through_the_template)
-from tests.sglang.server import any_model_servers
+from tests.sglang.server import SLEEP_ON_IDLE, any_model_servers
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def servers(tmp_path_factory):
         unbiased = metrics_check.favour_zero_experts(ckpt) if flavour == agents.METRICS_FLAVOUR else None
         log = tmp_path_factory.mktemp("sglang-agents") / "server.log"
         args = ["--served-model-name", agents.MODEL, "--tool-call-parser", agents.TOOL_PARSER[flavour],
-                "--enable-metrics", "--dtype", "float32"]
+                "--enable-metrics", "--dtype", "float32", *SLEEP_ON_IDLE]
         if agents.REASONING_PARSER[flavour]:
             args += ["--reasoning-parser", agents.REASONING_PARSER[flavour]]
         specs.append((ckpt, log, args, None))

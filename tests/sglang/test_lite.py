@@ -28,7 +28,7 @@ from tests.common import reference_mtp
 from tests.conftest import LITE_PROMPTS
 from tests.sglang.mtp_checks import DRAFT_ACTIVE, nextn_args
 from tests.sglang.parity import FP32_CLEAR_MARGIN, FP32_TOL
-from tests.sglang.server import any_model_servers
+from tests.sglang.server import SLEEP_ON_IDLE, any_model_servers
 
 EOS = 2
 CHUNK = 16  # --chunked-prefill-size: prompts past it are prefilled in pieces
@@ -47,8 +47,8 @@ def servers(checkpoints, tmp_path_factory):
     args = {"lite-draft": nextn_args(checkpoints["lite-draft"]),
             "lite-oe": ["--dtype", "float32", "--tp", "2", "--enable-ep-moe"], FP8: ["--dtype", "bfloat16"]}
     logs = tmp_path_factory.mktemp("sglang-lite")
-    with any_model_servers([(checkpoints[p], logs / f"{p}.log", [*args[p], "--chunked-prefill-size", str(CHUNK)],
-                             None) for p in args]) as started:
+    with any_model_servers([(checkpoints[p], logs / f"{p}.log", [*args[p], "--chunked-prefill-size", str(CHUNK),
+                                                                 *SLEEP_ON_IDLE], None) for p in args]) as started:
         for preset, server in zip(args, started):
             assert ACTIVE_MESSAGE in server.log(), f"{preset}: SGLang did not build longcat_sglang's class"
         assert DRAFT_ACTIVE in started[0].log(), "SGLang did not build longcat_sglang's NEXTN draft"
