@@ -145,13 +145,18 @@ class NgramSpec:
         return out
 
     @cached_property
-    def _hash_constants(self) -> dict[str, torch.Tensor]:
-        """The tensors ``ids`` and ``ignored`` read each forward, built once (on the CPU)."""
-        return {"multipliers": self.multipliers(), "sizes": torch.tensor(self.table_sizes(), dtype=torch.int64),
-                "eos": torch.tensor(self.eos_ids), "ignored": torch.tensor(self.ignored_ids, dtype=torch.int64)}
+    def _constants_by_device(self) -> dict[torch.device, dict[str, torch.Tensor]]:
+        return {}
 
     def _constant(self, name: str, device) -> torch.Tensor:
-        return self._hash_constants[name].to(device)
+        """A tensor ``ids`` and ``ignored`` read each forward, built and copied to ``device`` once: a copy per
+        forward would be a host-to-device transfer every step, which a CUDA-graph capture does not allow."""
+        device = torch.device(device)
+        if device not in self._constants_by_device:
+            constants = {"multipliers": self.multipliers(), "sizes": torch.tensor(self.table_sizes(), dtype=torch.int64),
+                         "eos": torch.tensor(self.eos_ids), "ignored": torch.tensor(self.ignored_ids, dtype=torch.int64)}
+            self._constants_by_device[device] = {k: v.to(device) for k, v in constants.items()}
+        return self._constants_by_device[device][name]
 
     # ---- ids --------------------------------------------------------------------------------------------
     def ids(self, windows: torch.Tensor) -> torch.Tensor:
@@ -165,7 +170,8 @@ class NgramSpec:
         inside = ~boundary[:, :-1].flip(1).cummax(dim=1).values  # no boundary between t-d and t-1
         history = torch.where(inside, back, torch.zeros_like(back))  # h_d
         current = w[:, -1:]
-        ids = (current + history @ self._constant("multipliers", w.device).T) % self._constant("sizes", w.device)  # [T, E]; < 2^63: h < V, multiplier < M_e
+        mult, sizes = self._constant("multipliers", w.device), self._constant("sizes", w.device)
+        ids = (current + history @ mult.T) % sizes  # [T, E]; < 2^63: h < V, multiplier < M_e
         return ids.masked_fill(current <= 0, 0)
 
     def ignored(self, tokens: torch.Tensor) -> torch.Tensor:
